@@ -1,0 +1,5 @@
+import sys
+
+from lynx.cli import main
+
+sys.exit(main())
