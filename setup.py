@@ -25,7 +25,6 @@ setup(
         "fire>=0.5",
         # zoneinfo needs a tz database; Windows has none of its own.
         "tzdata; sys_platform == 'win32'",
-        "backports.zoneinfo; python_version < '3.9'",
     ],
     extras_require={
         "test": ["pytest>=7", "pexpect>=4.8", "ruff"],
