@@ -25,3 +25,7 @@ class AlreadyRunningError(LynxError):
 
 class NotRunningError(LynxError):
     """No background Lynx is running for the pidfile."""
+
+
+class StopRequested(BaseException):
+    """SIGTERM or `lynx stop` asked Lynx to end; a BaseException so no `except Exception` eats it."""

@@ -1,0 +1,79 @@
+"""Where a step's output goes: raw to the screen, as tagged, timestamped lines to the log.
+
+Output is handled in chunks of up to 64 KiB, never line by line: a step may print hundreds
+of megabytes, and per-line work (a logging record, a write and a flush per line) is what
+made the old design slow. Memory stays flat because at most one partial line is held.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import BinaryIO, Callable, Optional
+
+CHUNK = 65536
+# A line with no newline is flushed to the log once it grows this large, so a step that
+# never prints a newline cannot make Lynx hold unbounded memory.
+MAX_PENDING = 1 << 20
+
+
+def collapse_progress(line: bytes) -> bytes:
+    """Keep what a terminal would finally show of a line redrawn with carriage returns."""
+    if b"\r" not in line:
+        return line
+    parts = [part for part in line.split(b"\r") if part]
+    return parts[-1] if parts else b""
+
+
+class StepOutput:
+    """Receives one step's output chunks and writes them to the screen and the log."""
+
+    def __init__(self, tag: str, screen: Optional[BinaryIO], log_block: Optional[Callable[[bytes], None]],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.screen = screen
+        self.log_block = log_block
+        self.tag = tag.encode("utf-8", "replace")
+        self.clock = clock
+        self.pending = b""
+        self.lines = 0
+
+    def write(self, chunk: bytes) -> None:
+        """Pass a chunk on: as it is to the screen, as whole collapsed lines to the log."""
+        if self.screen is not None:
+            self.screen.write(chunk)
+            self.screen.flush()
+        if self.log_block is None:
+            return
+        data = self.pending + chunk
+        end = data.rfind(b"\n") + 1
+        self.pending = self._trim(data[end:])
+        if end:
+            self._log(data[:end])
+
+    def close(self) -> None:
+        """Log the last line even when the step did not end it with a newline."""
+        if self.log_block is not None and self.pending:
+            line = collapse_progress(self.pending)
+            self.pending = b""
+            if line:
+                self._log(line + b"\n")
+
+    def _trim(self, pending: bytes) -> bytes:
+        """Hold only what the next newline could still need: the last redraw, bounded."""
+        cut = pending.rfind(b"\r", 0, len(pending) - 1)
+        if cut >= 0:
+            pending = pending[cut + 1:]
+        if len(pending) > MAX_PENDING:
+            self._log(pending + b"\n")
+            return b""
+        return pending
+
+    def _log(self, block: bytes) -> None:
+        """Prefix every line of `block` (which ends with a newline) and hand it to the log."""
+        if b"\r" in block:
+            block = b"\n".join(collapse_progress(line) for line in block.split(b"\n"))
+        now = self.clock()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)).encode()
+        prefix = b"%s.%03d %s | " % (stamp, int(now * 1000) % 1000, self.tag)
+        lines = block[:-1].split(b"\n")
+        self.lines += len(lines)
+        self.log_block(prefix + (b"\n" + prefix).join(lines) + b"\n")

@@ -1,0 +1,233 @@
+"""Run a pipeline's steps in order, each in its own process group, streaming its output.
+
+A failed step is a result, not an exception. What stops a run from outside (Ctrl+C, a stop
+request) is an exception: the step's whole process group is ended before it propagates.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence
+
+from lynx.config import Step
+from lynx.errors import StopRequested
+from lynx.output import CHUNK, StepOutput
+
+GRACE_SECONDS = 5.0
+# After a step's own process exits, how long its output pipe may stay open (held by a
+# process it left behind) before those leftovers are ended.
+DRAIN_SECONDS = 1.0
+POSIX = os.name == "posix"
+
+log = logging.getLogger("lynx")
+
+
+@dataclass
+class StepResult:
+    """How one step ended."""
+
+    name: str
+    index: int
+    returncode: Optional[int] = None
+    duration: float = 0.0
+    attempts: int = 0
+    reason: str = ""          # human text: "exit status 1", "killed by SIGKILL", "timed out after 5 s"
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.reason.startswith("timed out")
+
+
+@dataclass
+class RunResult:
+    """How a whole run ended: the results of the steps that ran, in order."""
+
+    steps: List[StepResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.steps) and all(step.ok for step in self.steps)
+
+    @property
+    def failed(self) -> Optional[StepResult]:
+        return next((step for step in self.steps if not step.ok), None)
+
+
+class StepInterrupted(Exception):
+    """Carries the step that was running when the run was stopped from outside."""
+
+    def __init__(self, step: Step, index: int, total: int) -> None:
+        super().__init__(f"step '{step.name}' ({index + 1}/{total})")
+        self.step, self.index, self.total = step, index, total
+
+
+# What to do after a failed step: "step" (rerun it), "pipeline" (start over) or "abort".
+OnFailure = Callable[[StepResult], str]
+OutputFactory = Callable[[Step], StepOutput]
+
+
+def run_pipeline(steps: Sequence[Step], output_for: OutputFactory,
+                 on_failure: Optional[OnFailure] = None) -> RunResult:
+    """Run `steps` in order; after a failure ask `on_failure` what to do (default: abort)."""
+    result = RunResult()
+    index = 0
+    while index < len(steps):
+        step = steps[index]
+        try:
+            outcome = run_step(step, index, len(steps), output_for(step))
+        except (KeyboardInterrupt, StopRequested) as exc:
+            raise StepInterrupted(step, index, len(steps)) from exc
+        result.steps.append(outcome)
+        if outcome.ok or step.continue_on_failure:
+            index += 1
+            continue
+        choice = on_failure(outcome) if on_failure else "abort"
+        if choice == "abort":
+            break
+        if choice == "pipeline":
+            result, index = RunResult(), 0
+        else:  # "step": the rerun's result replaces the failed one
+            result.steps.pop()
+    return result
+
+
+def run_step(step: Step, index: int, total: int, output: StepOutput) -> StepResult:
+    """Run one step with its retries; log its start, its end and its duration."""
+    result = StepResult(step.name, index)
+    started = time.monotonic()
+    for attempt in range(1, step.retries + 2):
+        result.attempts = attempt
+        suffix = f" (attempt {attempt}/{step.retries + 1})" if step.retries else ""
+        log.info("step %d/%d '%s' started%s", index + 1, total, step.name, suffix)
+        result.returncode, result.reason = _run_once(step, output)
+        if result.returncode == 0 and not result.reason:
+            break
+        if attempt <= step.retries:
+            log.warning("step '%s' failed (%s); retrying in %g s", step.name, result.reason,
+                        step.retry_delay)
+            time.sleep(step.retry_delay)
+    result.duration = time.monotonic() - started
+    result.reason = result.reason or describe(result.returncode)
+    level = logging.INFO if result.ok else logging.ERROR
+    log.log(level, "step %d/%d '%s' %s after %s", index + 1, total, step.name,
+            "succeeded" if result.ok else f"failed ({result.reason})", format_duration(result.duration))
+    return result
+
+
+def _run_once(step: Step, output: StepOutput) -> "tuple[Optional[int], str]":
+    """Start the step, stream its output until it ends; (returncode, reason if abnormal)."""
+    try:
+        proc = start(step)
+    except OSError as exc:
+        return None, f"could not start: {exc.strerror or exc}"
+    deadline = time.monotonic() + step.timeout if step.timeout else None
+    try:
+        timed_out = stream(proc, output, deadline)
+    except BaseException:
+        terminate_group(proc)
+        raise
+    finally:
+        output.close()
+    if timed_out:
+        terminate_group(proc)
+        return proc.wait(), f"timed out after {step.timeout:g} s"
+    return proc.wait(), ""
+
+
+def start(step: Step) -> subprocess.Popen:
+    """Start a step in its own process group, output to one pipe, no shell, no stdin."""
+    env = dict(os.environ)
+    env.update(step.env)
+    env["PYTHONUNBUFFERED"] = "1"
+    group = {"start_new_session": True} if POSIX else {
+        "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+    return subprocess.Popen(list(step.argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, cwd=step.cwd, env=env, bufsize=0, **group)
+
+
+def stream(proc: subprocess.Popen, output: StepOutput, deadline: Optional[float]) -> bool:
+    """Copy the step's output in chunks until EOF; True if the deadline passed first."""
+    fd = proc.stdout.fileno()
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        exited_at = None
+        while True:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return True
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+            if exited_at is not None and now - exited_at > DRAIN_SECONDS:
+                log.warning("step '%s' left processes behind holding its output; ending them",
+                            output.tag.decode())
+                terminate_group(proc)
+                return False
+            wait = 0.5 if deadline is None else min(0.5, deadline - now)
+            if not selector.select(wait if exited_at is None else 0.1):
+                continue
+            chunk = os.read(fd, CHUNK)
+            if not chunk:
+                return False
+            output.write(chunk)
+
+
+def terminate_group(proc: subprocess.Popen, grace: float = GRACE_SECONDS) -> None:
+    """End the step's whole process group: SIGTERM, a grace period, then SIGKILL."""
+    if not POSIX:
+        proc.kill()
+        proc.wait()
+        return
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    # Grandchildren stay in the group after the leader exits: make sure none is left.
+    _signal_group(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def describe(returncode: Optional[int]) -> str:
+    """'exit status 1' or 'killed by SIGKILL', as a user reads it."""
+    if returncode is None:
+        return "did not finish"
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit status {returncode}"
+
+
+def format_duration(seconds: float) -> str:
+    """1.23 s, 2 min 05 s, 1 h 02 min."""
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def summary(result: RunResult) -> str:
+    """A short table: step, status, duration."""
+    width = max([len(step.name) for step in result.steps] + [4])
+    rows = [f"{'step':<{width}}  {'status':<28}  duration"]
+    for step in result.steps:
+        status = "ok" if step.ok else f"FAILED ({step.reason})"
+        rows.append(f"{step.name:<{width}}  {status:<28}  {format_duration(step.duration)}")
+    return "\n".join(rows)

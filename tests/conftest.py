@@ -1,0 +1,155 @@
+"""Shared test helpers: config files, a fake clock, real `lynx` processes and their cleanup."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, List
+
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02):
+    """Poll `predicate` until it is truthy (and return it) or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
+        time.sleep(interval)
+
+
+class FakeClock:
+    """A clock whose sleep advances time at once and records each wait."""
+
+    def __init__(self, start: datetime) -> None:
+        self.current = start
+        self.waits: List[datetime] = []
+
+    def now(self) -> datetime:
+        return self.current
+
+    def sleep_until(self, when: datetime) -> bool:
+        self.waits.append(when)
+        if when > self.current:
+            self.current = when
+        return True
+
+    def advance(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock(datetime(2026, 1, 1, tzinfo=timezone.utc))
+
+
+@pytest.fixture
+def write_config(tmp_path: Path):
+    """write_config(yaml_text, name='config.yaml') -> Path; `{py}` in the text becomes sys.executable."""
+    def write(text: str, name: str = "config.yaml") -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).replace("{py}", sys.executable))
+        return path
+    return write
+
+
+@pytest.fixture
+def write_script(tmp_path: Path):
+    """write_script(name, body) -> Path of a Python step script in tmp_path."""
+    def write(name: str, body: str) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(body))
+        return path
+    return write
+
+
+def lynx_env(**extra: str) -> dict:
+    env = dict(os.environ)
+    env.pop("NO_COLOR", None)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+class Started:
+    """Every process a test started, so cleanup kills exactly those (and their children)."""
+
+    def __init__(self) -> None:
+        self.pids: List[int] = []
+
+    def add(self, pid: int) -> None:
+        self.pids.append(pid)
+
+    def kill_all(self) -> None:
+        procs = []
+        for pid in self.pids:
+            try:
+                proc = psutil.Process(pid)
+                procs += [proc] + proc.children(recursive=True)
+            except psutil.Error:
+                continue
+        for proc in procs:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(procs, timeout=5)
+
+
+@pytest.fixture
+def started():
+    tracker = Started()
+    yield tracker
+    tracker.kill_all()
+
+
+@pytest.fixture
+def run_lynx(tmp_path: Path, started: Started):
+    """run_lynx(*args, timeout=30, cwd=tmp_path, input=None) -> CompletedProcess of `python -m lynx`."""
+    def run(*args: str, timeout: float = 30, cwd: Path = tmp_path, input: str = None, env=None):
+        proc = subprocess.Popen([sys.executable, "-m", "lynx", *args], cwd=cwd, env=env or lynx_env(),
+                                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started.add(proc.pid)
+        try:
+            out, err = proc.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            raise AssertionError(f"lynx {' '.join(args)} did not finish in {timeout} s:\n{out}\n{err}")
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return run
+
+
+@pytest.fixture
+def spawn_lynx(tmp_path: Path, started: Started):
+    """spawn_lynx(*args, cwd=tmp_path, timeout=20) -> a pexpect child on a real pseudo-terminal."""
+    import pexpect
+
+    children = []
+
+    def spawn(*args: str, cwd: Path = tmp_path, timeout: float = 20, env=None):
+        child = pexpect.spawn(sys.executable, ["-m", "lynx", *args], cwd=str(cwd), env=env or lynx_env(),
+                              timeout=timeout, encoding="utf-8", dimensions=(40, 200))
+        started.add(child.pid)
+        children.append(child)
+        return child
+    yield spawn
+    for child in children:
+        if child.isalive():
+            child.kill(signal.SIGKILL)
+        child.close(force=True)

@@ -1,0 +1,95 @@
+"""The output sink and the rotating log: every line kept, progress bars collapsed, sizes held."""
+
+from __future__ import annotations
+
+import io
+import re
+
+from lynx.logs import open_log_file
+from lynx.output import MAX_PENDING, StepOutput, collapse_progress
+
+LINE = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (\S+) \| (.*)$")
+
+
+def collect():
+    blocks = []
+    return blocks, blocks.append
+
+
+def logged_lines(blocks):
+    lines = b"".join(blocks).split(b"\n")
+    assert lines[-1] == b""
+    return [LINE.match(line).groups() for line in lines[:-1]]
+
+
+def test_a_progress_line_collapses_to_what_the_terminal_finally_shows():
+    assert collapse_progress(b"10%\r50%\r100%") == b"100%"
+    assert collapse_progress(b"done\r") == b"done"
+    assert collapse_progress(b"plain") == b"plain"
+
+
+def test_chunks_split_mid_line_are_logged_as_whole_tagged_lines():
+    blocks, log_block = collect()
+    screen = io.BytesIO()
+    out = StepOutput("train", screen, log_block)
+    for chunk in (b"hel", b"lo\nwor", b"ld\n", b"tail"):
+        out.write(chunk)
+    out.close()
+    assert screen.getvalue() == b"hello\nworld\ntail"
+    assert logged_lines(blocks) == [(b"train", b"hello"), (b"train", b"world"), (b"train", b"tail")]
+
+
+def test_the_screen_gets_carriage_returns_but_the_log_gets_the_final_state():
+    blocks, log_block = collect()
+    screen = io.BytesIO()
+    out = StepOutput("bar", screen, log_block)
+    for i in range(1000):
+        out.write(b"\r%d%%" % (i // 10))
+    out.write(b"\nnext\n")
+    out.close()
+    assert screen.getvalue().count(b"\r") == 1000
+    assert logged_lines(blocks) == [(b"bar", b"99%"), (b"bar", b"next")]
+    assert len(out.pending) == 0
+
+
+def test_a_redrawn_line_never_holds_more_than_its_last_state():
+    out = StepOutput("bar", None, lambda block: None)
+    for i in range(10000):
+        out.write(b"\rprogress %05d" % i)
+    assert len(out.pending) < 32
+
+
+def test_a_huge_line_without_newline_is_flushed_instead_of_growing_memory():
+    blocks, log_block = collect()
+    out = StepOutput("big", None, log_block)
+    for _ in range(MAX_PENDING // 65536 + 2):
+        out.write(b"x" * 65536)
+    assert blocks, "a line past MAX_PENDING must have been written out"
+    assert len(out.pending) <= MAX_PENDING
+
+
+def test_rotation_keeps_exactly_the_backup_count_and_each_file_within_size(tmp_path):
+    path = tmp_path / "lynx.log"
+    handler = open_log_file(str(path), max_bytes=1000, backup_count=2)
+    out = StepOutput("s", None, handler.write_block)
+    for i in range(500):
+        out.write(b"line %04d\n" % i)
+    handler.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["lynx.log", "lynx.log.1", "lynx.log.2"]
+    for name in files:
+        size = (tmp_path / name).stat().st_size
+        assert 0 < size <= 1000
+        assert (tmp_path / name).read_bytes().endswith(b"\n")
+    newest = (tmp_path / "lynx.log").read_text().splitlines()
+    assert newest[-1].endswith("s | line 0499")
+
+
+def test_appending_to_an_existing_log_counts_its_size(tmp_path):
+    path = tmp_path / "lynx.log"
+    path.write_bytes(b"old\n" * 245)  # 980 bytes already there
+    handler = open_log_file(str(path), max_bytes=1000, backup_count=1)
+    handler.write_block(b"a line that does not fit any more\n")
+    handler.close()
+    assert (tmp_path / "lynx.log.1").read_bytes() == b"old\n" * 245
+    assert path.read_bytes() == b"a line that does not fit any more\n"

@@ -1,0 +1,151 @@
+"""The runner with real subprocesses: order, streaming, failures, retries, timeouts, leftovers."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import psutil
+
+from conftest import wait_for
+from lynx.config import Step
+from lynx.output import StepOutput
+from lynx.runner import describe, run_pipeline, summary
+
+
+def py_step(name: str, code: str, **kw) -> Step:
+    return Step(name=name, argv=(sys.executable, "-c", code), line=1, **kw)
+
+
+class Sink:
+    """Collects what each step wrote to the log, by step name."""
+
+    def __init__(self) -> None:
+        self.blocks = []
+
+    def __call__(self, step: Step) -> StepOutput:
+        return StepOutput(step.name, None, self.blocks.append)
+
+    @property
+    def text(self) -> str:
+        return b"".join(self.blocks).decode()
+
+
+def test_steps_run_in_order_and_all_output_is_logged():
+    sink = Sink()
+    steps = [py_step("one", "print('first')"), py_step("two", "import sys; print('oops', file=sys.stderr)")]
+    result = run_pipeline(steps, sink)
+    assert result.ok
+    assert [s.name for s in result.steps] == ["one", "two"]
+    assert sink.text.index("one | first") < sink.text.index("two | oops")
+
+
+def test_a_failed_step_ends_the_run_without_a_dialog():
+    sink = Sink()
+    steps = [py_step("bad", "raise SystemExit(3)"), py_step("never", "print('ran')")]
+    result = run_pipeline(steps, sink)
+    assert not result.ok
+    assert result.failed.name == "bad" and result.failed.returncode == 3
+    assert result.failed.reason == "exit status 3"
+    assert "ran" not in sink.text
+
+
+def test_rerunning_the_failed_step_continues_the_pipeline(tmp_path):
+    flag = tmp_path / "failed-once"
+    flaky = f"import pathlib,sys; p=pathlib.Path({str(flag)!r}); ok=p.exists(); p.touch(); sys.exit(0 if ok else 1)"
+    answers = []
+    result = run_pipeline([py_step("flaky", flaky), py_step("after", "print('after')")], Sink(),
+                          on_failure=lambda failed: answers.append(failed.name) or "step")
+    assert answers == ["flaky"]
+    assert result.ok and [s.name for s in result.steps] == ["flaky", "after"]
+
+
+def test_rerunning_the_pipeline_starts_again_from_the_first_step(tmp_path):
+    counter = tmp_path / "count"
+    first = f"import pathlib; p=pathlib.Path({str(counter)!r}); p.write_text(p.read_text()+'x' if p.exists() else 'x')"
+    second = f"import pathlib,sys; sys.exit(0 if len(pathlib.Path({str(counter)!r}).read_text()) > 1 else 1)"
+    result = run_pipeline([py_step("a", first), py_step("b", second)], Sink(), on_failure=lambda f: "pipeline")
+    assert result.ok
+    assert counter.read_text() == "xx"
+    assert [s.name for s in result.steps] == ["a", "b"]
+
+
+def test_output_is_streamed_while_the_step_is_still_running(tmp_path):
+    go = tmp_path / "go"
+    code = f"import pathlib,time; print('ready'); [time.sleep(0.01) for _ in iter(lambda: pathlib.Path({str(go)!r}).exists(), True)]"
+    sink = Sink()
+    worker = threading.Thread(target=run_pipeline, args=([py_step("live", code)], sink))
+    worker.start()
+    try:
+        wait_for(lambda: "live | ready" in sink.text, timeout=10)
+    finally:
+        go.touch()
+        worker.join(10)
+    assert not worker.is_alive()
+
+
+def test_steps_see_pythonunbuffered_and_their_own_env():
+    sink = Sink()
+    code = "import os; print(os.environ['PYTHONUNBUFFERED'], os.environ['EXTRA'])"
+    assert run_pipeline([py_step("env", code, env={"EXTRA": "yes"})], sink).ok
+    assert "env | 1 yes" in sink.text
+
+
+def test_retries_run_a_failing_step_again_until_it_succeeds(tmp_path):
+    counter = tmp_path / "n"
+    code = (f"import pathlib,sys; p=pathlib.Path({str(counter)!r}); n=int(p.read_text()) if p.exists() else 0;"
+            "p.write_text(str(n+1)); sys.exit(0 if n >= 2 else 1)")
+    result = run_pipeline([py_step("flaky", code, retries=2)], Sink())
+    assert result.ok and result.steps[0].attempts == 3
+
+
+def test_a_timed_out_step_and_its_grandchild_are_ended(tmp_path):
+    pidfile = tmp_path / "grandchild.pid"
+    code = ("import subprocess,sys,time,pathlib;"
+            f"c=subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']);"
+            f"pathlib.Path({str(pidfile)!r}).write_text(str(c.pid)); time.sleep(60)")
+    result = run_pipeline([py_step("hang", code, timeout=1.5)], Sink())
+    assert not result.ok
+    assert result.steps[0].reason == "timed out after 1.5 s"
+    grandchild = int(pidfile.read_text())
+    assert wait_for(lambda: not psutil.pid_exists(grandchild) or
+                    psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE, timeout=5)
+
+
+def test_a_step_that_cannot_start_is_a_failed_step_not_a_crash(tmp_path):
+    step = Step(name="gone", argv=(str(tmp_path / "missing"),), line=1)
+    result = run_pipeline([step], Sink())
+    assert not result.ok and result.steps[0].reason.startswith("could not start")
+
+
+def test_a_background_process_holding_the_pipe_does_not_hang_the_run(tmp_path):
+    pidfile = tmp_path / "left.pid"
+    code = ("import subprocess,sys,pathlib;"
+            "c=subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']);"
+            f"pathlib.Path({str(pidfile)!r}).write_text(str(c.pid))")
+    result = run_pipeline([py_step("leaves", code)], Sink())
+    assert result.ok
+    left = int(pidfile.read_text())
+    assert wait_for(lambda: not psutil.pid_exists(left) or
+                    psutil.Process(left).status() == psutil.STATUS_ZOMBIE, timeout=5)
+
+
+def test_continue_on_failure_goes_on_and_the_run_counts_as_failed():
+    result = run_pipeline([py_step("bad", "raise SystemExit(1)", continue_on_failure=True),
+                           py_step("next", "pass")], Sink())
+    assert [s.name for s in result.steps] == ["bad", "next"]
+    assert not result.ok
+
+
+def test_exit_statuses_and_signals_are_described_for_people():
+    assert describe(0) == "exit status 0"
+    assert describe(-9) == "killed by SIGKILL"
+    result = run_pipeline([py_step("s", "pass")], Sink())
+    assert summary(result).splitlines()[1].startswith("s     ok")
+
+
+def test_the_step_runs_in_its_cwd(tmp_path):
+    sink = Sink()
+    assert run_pipeline([py_step("where", "import os; print(os.getcwd())", cwd=tmp_path)], sink).ok
+    assert f"where | {Path(tmp_path).resolve()}" in sink.text
