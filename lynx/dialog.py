@@ -1,0 +1,32 @@
+"""The recovery dialog: after a failed step, ask whether to rerun it, rerun all, or abort."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Optional, TextIO
+
+CHOICES = {"s": "step", "step": "step", "r": "step", "p": "pipeline", "pipeline": "pipeline",
+           "a": "abort", "abort": "abort", "q": "abort"}
+QUESTION = "Rerun the [s]tep, rerun the whole [p]ipeline, or [a]bort? "
+
+
+def ask(step_name: str, reason: str, read_line: Optional[Callable[[], str]] = None,
+        out: Optional[TextIO] = None) -> str:
+    """Return 'step', 'pipeline' or 'abort'; end of input (Ctrl+D) means abort."""
+    read_line = read_line or sys.stdin.readline
+    out = out or sys.stderr
+    out.write(f"\nStep '{step_name}' failed ({reason}).\n")
+    while True:
+        out.write(QUESTION)
+        out.flush()
+        try:
+            line = read_line()
+        except (EOFError, OSError):
+            line = ""
+        if not line:
+            out.write("\nEnd of input: aborting.\n")
+            return "abort"
+        choice = CHOICES.get(line.strip().lower())
+        if choice:
+            return choice
+        out.write(f"Please answer s, p or a (not {line.strip()!r}).\n")
