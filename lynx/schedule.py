@@ -1,0 +1,144 @@
+"""The schedule loop: wait for the next fire time, run, repeat; never overlap, never catch up.
+
+Time comes from a Clock that is passed in, so tests drive the loop with a fake clock and
+never sleep. The loop asks "when is the next fire time?" after every run, so fire times
+that passed while a run was going (or while the machine slept) are skipped, not replayed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import select
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Callable, List, Optional, Protocol, TextIO
+
+log = logging.getLogger("lynx")
+
+# Waking later than this after a fire time (suspend/resume, a clock step) means the fire
+# time was missed: it is skipped rather than run hours late.
+MISFIRE_GRACE = timedelta(seconds=60)
+# Longest single wait, so a changed wall clock is noticed within a minute.
+MAX_WAIT = 60.0
+# How many skipped fire times are listed one by one before they are only counted.
+LIST_SKIPPED = 5
+COUNT_SKIPPED = 10000
+
+
+class Schedule(Protocol):
+    def next_fire(self, after: datetime, inclusive: bool = True) -> Optional[datetime]: ...
+
+    @property
+    def jitter(self) -> Optional[float]: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    def sleep_until(self, when: datetime) -> bool:
+        """Wait until `when`; False if asked to stop while waiting (e.g. end of input)."""
+
+
+class RealClock:
+    """The wall clock; waits in steps of at most a minute, optionally watching stdin for EOF."""
+
+    def __init__(self, stdin: Optional[TextIO] = None) -> None:
+        self.stdin = stdin
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def sleep_until(self, when: datetime) -> bool:
+        """Sleep until the wall clock reaches `when`; False on end of input."""
+        while True:
+            remaining = (when - self.now()).total_seconds()
+            if remaining <= 0:
+                return True
+            if not self._wait(min(remaining, MAX_WAIT)):
+                return False
+
+    def _wait(self, seconds: float) -> bool:
+        """One wait; False if stdin reached end of input meanwhile."""
+        if self.stdin is None:
+            time.sleep(seconds)
+            return True
+        ready, _, _ = select.select([self.stdin], [], [], seconds)
+        if ready and not os.read(self.stdin.fileno(), 4096):
+            return False
+        if ready:
+            print("lynx: waiting for the next fire time (Ctrl+C or Ctrl+D stops)", file=sys.stderr)
+        return True
+
+
+RunOnce = Callable[[datetime], bool]   # runs the pipeline for a due time; True if it succeeded
+
+
+def run_loop(schedule: Schedule, run_once: RunOnce, clock: Clock, keep_running: bool = False,
+             rng: Optional[random.Random] = None,
+             on_next: Optional[Callable[[Optional[datetime]], None]] = None) -> int:
+    """Run on schedule until it ends (0), a run fails without keep_running (1) or a stop (0)."""
+    rng = rng or random.Random()
+    floor = clock.now()           # no fire time at or before a run already done
+    due = schedule.next_fire(floor)
+    while True:
+        _announce(due, on_next)
+        if due is None:
+            log.info("the schedule has no more fire times; done")
+            return 0
+        fire_at = due + timedelta(seconds=rng.uniform(0, schedule.jitter)) if schedule.jitter else due
+        if not clock.sleep_until(fire_at):
+            log.info("end of input: stopped while waiting for %s", _fmt(due))
+            return 0
+        woke = clock.now()
+        if woke - fire_at > MISFIRE_GRACE:
+            log.warning("missed the fire time %s: woke %s late (clock jump or suspend); not catching up",
+                        _fmt(due), woke - fire_at)
+        else:
+            log.info("run due %s starting", _fmt(due))
+            if not run_once(due) and not keep_running:
+                log.error("the run due %s failed; ending the schedule (use --keep-running to go on)",
+                          _fmt(due))
+                return 1
+        floor = max(clock.now(), due)
+        due = _next_after_run(schedule, due, floor, "the previous run was still going"
+                              if woke - fire_at <= MISFIRE_GRACE else "the clock jumped or the machine slept")
+
+
+def _next_after_run(schedule: Schedule, due: datetime, floor: datetime, why: str) -> Optional[datetime]:
+    """The first fire time after `floor`, logging the ones skipped since `due`."""
+    skipped: List[datetime] = []
+    nxt = schedule.next_fire(due, inclusive=False)
+    while nxt is not None and nxt <= floor and len(skipped) < COUNT_SKIPPED:
+        skipped.append(nxt)
+        nxt = schedule.next_fire(nxt, inclusive=False)
+    if nxt is not None and nxt <= floor:   # too many to count: jump straight past them
+        nxt = schedule.next_fire(floor, inclusive=False)
+    _log_skipped(skipped, why)
+    return nxt
+
+
+def _log_skipped(skipped: List[datetime], why: str) -> None:
+    """Say which fire times were skipped and why."""
+    if not skipped:
+        return
+    if len(skipped) <= LIST_SKIPPED:
+        for when in skipped:
+            log.warning("skipped the fire time %s: %s", _fmt(when), why)
+        return
+    more = "or more " if len(skipped) >= COUNT_SKIPPED else ""
+    log.warning("skipped %d %sfire times from %s to %s: %s",
+                len(skipped), more, _fmt(skipped[0]), _fmt(skipped[-1]), why)
+
+
+def _announce(due: Optional[datetime], on_next: Optional[Callable[[Optional[datetime]], None]]) -> None:
+    if due is not None:
+        log.info("next run at %s", _fmt(due))
+    if on_next is not None:
+        on_next(due)
+
+
+def _fmt(when: datetime) -> str:
+    return when.isoformat(sep=" ")

@@ -1,0 +1,146 @@
+"""The schedule loop driven by a fake clock: no real waiting anywhere in this file."""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import datetime, timedelta, timezone
+
+from conftest import FakeClock
+from lynx.schedule import run_loop
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+class EverySeconds:
+    """A stand-in schedule: every `step` seconds from T0, optionally ending."""
+
+    def __init__(self, step: int, end: datetime = None, jitter: float = None) -> None:
+        self.step, self.end, self.jitter = step, end, jitter
+
+    def next_fire(self, after: datetime, inclusive: bool = True):
+        offset = (after - T0).total_seconds()
+        n = -(-offset // self.step) if inclusive else offset // self.step + 1
+        fire = T0 + timedelta(seconds=max(n, 0) * self.step)
+        return None if self.end and fire > self.end else fire
+
+
+class Runs:
+    """run_once stand-in: records due times, can take time and fail."""
+
+    def __init__(self, clock: FakeClock, duration: float = 0.0, results=None, stop_after: int = 10) -> None:
+        self.clock, self.duration, self.results = clock, duration, list(results or [])
+        self.due, self.started, self.stop_after = [], [], stop_after
+
+    def __call__(self, due: datetime) -> bool:
+        self.due.append(due)
+        self.started.append(self.clock.now())
+        self.clock.advance(self.duration)
+        if len(self.due) >= self.stop_after:
+            raise KeyboardInterrupt  # the test's way out of an endless schedule
+        return self.results.pop(0) if self.results else True
+
+
+def drive(schedule, runs, clock, **kw):
+    try:
+        return run_loop(schedule, runs, clock, **kw)
+    except KeyboardInterrupt:
+        return "stopped"
+
+
+def test_it_fires_at_each_scheduled_time_and_waits_once_per_fire(fake_clock):
+    runs = Runs(fake_clock, stop_after=3)
+    drive(EverySeconds(10), runs, fake_clock)
+    assert runs.due == [T0, T0 + timedelta(seconds=10), T0 + timedelta(seconds=20)]
+    assert fake_clock.waits == runs.due
+
+
+def test_it_skips_fire_times_that_pass_while_a_run_is_still_going(fake_clock, caplog):
+    runs = Runs(fake_clock, duration=25, stop_after=3)
+    with caplog.at_level(logging.WARNING, logger="lynx"):
+        drive(EverySeconds(10), runs, fake_clock)
+    assert runs.due == [T0, T0 + timedelta(seconds=30), T0 + timedelta(seconds=60)]
+    assert "skipped the fire time 2026-01-01 00:00:10+00:00" in caplog.text
+    assert "skipped the fire time 2026-01-01 00:00:20+00:00" in caplog.text
+
+
+def test_many_skipped_fire_times_are_counted_not_listed(fake_clock, caplog):
+    runs = Runs(fake_clock, duration=3600, stop_after=2)
+    with caplog.at_level(logging.WARNING, logger="lynx"):
+        drive(EverySeconds(1), runs, fake_clock)
+    assert runs.due[1] == T0 + timedelta(seconds=3601)
+    assert "skipped 3600 fire times" in caplog.text
+
+
+def test_a_failed_run_ends_the_schedule_with_status_1(fake_clock):
+    runs = Runs(fake_clock, results=[True, False])
+    assert drive(EverySeconds(10), runs, fake_clock) == 1
+    assert len(runs.due) == 2
+
+
+def test_keep_running_goes_on_after_a_failed_run(fake_clock):
+    runs = Runs(fake_clock, results=[False, False, True], stop_after=4)
+    assert drive(EverySeconds(10), runs, fake_clock, keep_running=True) == "stopped"
+    assert len(runs.due) == 4
+
+
+def test_the_end_date_ends_the_schedule_cleanly(fake_clock):
+    runs = Runs(fake_clock)
+    assert drive(EverySeconds(10, end=T0 + timedelta(seconds=20)), runs, fake_clock) == 0
+    assert len(runs.due) == 3
+
+
+def test_jitter_delays_each_fire_by_at_most_the_jitter(fake_clock):
+    runs = Runs(fake_clock, stop_after=50)
+    drive(EverySeconds(60, jitter=5), runs, fake_clock, rng=random.Random(7))
+    delays = [(start - due).total_seconds() for start, due in zip(runs.started, runs.due)]
+    assert all(0 <= d <= 5 for d in delays)
+    assert len(set(delays)) > 40, "jitter should vary between fires"
+    assert runs.due == [T0 + timedelta(seconds=60 * i) for i in range(50)]
+
+
+def test_a_clock_jump_forward_runs_nothing_to_catch_up(fake_clock, caplog):
+    class Jumping(FakeClock):
+        def sleep_until(self, when):
+            super().sleep_until(when)
+            if len(self.waits) == 2:
+                self.advance(5 * 3600)  # the laptop slept for five hours
+            return True
+    clock = Jumping(T0)
+    runs = Runs(clock, stop_after=3)
+    with caplog.at_level(logging.WARNING, logger="lynx"):
+        drive(EverySeconds(60), runs, clock)
+    assert runs.due[0] == T0
+    assert runs.due[1] == T0 + timedelta(seconds=5 * 3600 + 120)
+    assert "missed the fire time 2026-01-01 00:01:00+00:00" in caplog.text
+    assert "skipped 300 fire times" in caplog.text
+
+
+def test_a_clock_jump_backward_never_repeats_a_run(fake_clock):
+    class Rewinding(Runs):
+        def __call__(self, due):
+            result = super().__call__(due)
+            if len(self.due) == 2:
+                self.clock.advance(-3600)  # NTP stepped the clock back an hour
+            return result
+    runs = Rewinding(fake_clock, stop_after=4)
+    drive(EverySeconds(60), runs, fake_clock)
+    assert runs.due == sorted(set(runs.due))
+    assert runs.due[2] == T0 + timedelta(seconds=120)
+
+
+def test_end_of_input_while_waiting_stops_cleanly(fake_clock):
+    class Eof(FakeClock):
+        def sleep_until(self, when):
+            return len(self.waits) < 1 and not self.waits.append(when)
+    clock = Eof(T0)
+    runs = Runs(clock)
+    assert drive(EverySeconds(10), runs, clock) == 0
+    assert len(runs.due) == 1
+
+
+def test_the_next_fire_time_is_reported_after_every_run(fake_clock):
+    seen = []
+    runs = Runs(fake_clock, stop_after=2)
+    drive(EverySeconds(10), runs, fake_clock, on_next=seen.append)
+    assert seen == [T0, T0 + timedelta(seconds=10)]
