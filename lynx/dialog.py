@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable, Optional, TextIO
+from typing import Callable, TextIO
 
 CHOICES = {"s": "step", "step": "step", "r": "step", "p": "pipeline", "pipeline": "pipeline",
            "a": "abort", "abort": "abort", "q": "abort"}
 QUESTION = "Rerun the [s]tep, rerun the whole [p]ipeline, or [a]bort? "
 
 
-def ask(step_name: str, reason: str, read_line: Optional[Callable[[], str]] = None,
-        out: Optional[TextIO] = None) -> str:
+def ask(step_name: str, reason: str, read_line: Callable[[], str] | None = None,
+        out: TextIO | None = None) -> str:
     """Return 'step', 'pipeline' or 'abort'; end of input (Ctrl+D) means abort."""
     read_line = read_line or sys.stdin.readline
     out = out or sys.stderr

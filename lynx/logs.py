@@ -7,7 +7,7 @@ import logging.handlers
 import os
 import sys
 from pathlib import Path
-from typing import Optional, TextIO
+from typing import TextIO
 
 from lynx.errors import UsageError
 
@@ -30,7 +30,7 @@ class BlockRotatingFileHandler(logging.handlers.RotatingFileHandler):
                          encoding="utf-8", delay=False)
         self.size = self.stream.tell() if self.stream else 0
 
-    def shouldRollover(self, record: logging.LogRecord) -> bool:  # noqa: N802 (stdlib name)
+    def shouldRollover(self, record: logging.LogRecord) -> bool:
         """Roll over when the formatted record would not fit (size known without seeking)."""
         if self.maxBytes <= 0:
             return False
@@ -42,7 +42,7 @@ class BlockRotatingFileHandler(logging.handlers.RotatingFileHandler):
         super().emit(record)
         self.size += len(self.format(record).encode("utf-8")) + 1
 
-    def doRollover(self) -> None:  # noqa: N802 (stdlib name)
+    def doRollover(self) -> None:
         """Rotate the files and start counting the new one from zero."""
         super().doRollover()
         self.size = 0
@@ -77,8 +77,8 @@ class BlockRotatingFileHandler(logging.handlers.RotatingFileHandler):
         return data[: data.find(b"\n") + 1 or len(data)]
 
 
-def setup(level: str = "INFO", log_file: Optional[str] = None, max_bytes: int = 2097152,
-          backup_count: int = 3, screen: Optional[TextIO] = sys.stderr) -> logging.Logger:
+def setup(level: str = "INFO", log_file: str | None = None, max_bytes: int = 2097152,
+          backup_count: int = 3, screen: TextIO | None = sys.stderr) -> logging.Logger:
     """Configure the 'lynx' logger: the screen at `level`, the file (if any) at DEBUG."""
     logger = logging.getLogger(LOGGER_NAME)
     for handler in list(logger.handlers):
@@ -108,7 +108,7 @@ def open_log_file(path: str, max_bytes: int, backup_count: int) -> BlockRotating
     return handler
 
 
-def file_handler(logger: logging.Logger) -> Optional[BlockRotatingFileHandler]:
+def file_handler(logger: logging.Logger) -> BlockRotatingFileHandler | None:
     """The logger's rotating file handler, if it has one."""
     for handler in logger.handlers:
         if isinstance(handler, BlockRotatingFileHandler):

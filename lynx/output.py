@@ -8,7 +8,7 @@ made the old design slow. Memory stays flat because at most one partial line is 
 from __future__ import annotations
 
 import time
-from typing import BinaryIO, Callable, Optional
+from typing import BinaryIO, Callable
 
 CHUNK = 65536
 # A line with no newline is flushed to the log once it grows this large, so a step that
@@ -27,7 +27,7 @@ def collapse_progress(line: bytes) -> bytes:
 class StepOutput:
     """Receives one step's output chunks and writes them to the screen and the log."""
 
-    def __init__(self, tag: str, screen: Optional[BinaryIO], log_block: Optional[Callable[[bytes], None]],
+    def __init__(self, tag: str, screen: BinaryIO | None, log_block: Callable[[bytes], None] | None,
                  clock: Callable[[], float] = time.time) -> None:
         self.screen = screen
         self.log_block = log_block

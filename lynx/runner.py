@@ -12,8 +12,9 @@ import selectors
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence
+from typing import Callable
 
 from lynx.config import Step
 from lynx.errors import StopRequested
@@ -34,7 +35,7 @@ class StepResult:
 
     name: str
     index: int
-    returncode: Optional[int] = None
+    returncode: int | None = None
     duration: float = 0.0
     attempts: int = 0
     reason: str = ""          # human text: "exit status 1", "killed by SIGKILL", "timed out after 5 s"
@@ -48,14 +49,14 @@ class StepResult:
 class RunResult:
     """How a whole run ended: the results of the steps that ran, in order."""
 
-    steps: List[StepResult] = field(default_factory=list)
+    steps: list[StepResult] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return bool(self.steps) and all(step.ok for step in self.steps)
 
     @property
-    def failed(self) -> Optional[StepResult]:
+    def failed(self) -> StepResult | None:
         return next((step for step in self.steps if not step.ok), None)
 
 
@@ -73,7 +74,7 @@ OutputFactory = Callable[[Step], StepOutput]
 
 
 def run_pipeline(steps: Sequence[Step], output_for: OutputFactory,
-                 on_failure: Optional[OnFailure] = None) -> RunResult:
+                 on_failure: OnFailure | None = None) -> RunResult:
     """Run `steps` in order; after a failure ask `on_failure` what to do (default: abort)."""
     result = RunResult()
     index = 0
@@ -120,7 +121,7 @@ def run_step(step: Step, index: int, total: int, output: StepOutput) -> StepResu
     return result
 
 
-def _run_once(step: Step, output: StepOutput) -> "tuple[Optional[int], str]":
+def _run_once(step: Step, output: StepOutput) -> tuple[int | None, str]:
     """Start the step, stream its output until it ends; (returncode, reason if abnormal)."""
     try:
         proc = start(step)
@@ -151,7 +152,7 @@ def start(step: Step) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, cwd=step.cwd, env=env, bufsize=0, **group)
 
 
-def stream(proc: subprocess.Popen, output: StepOutput, deadline: Optional[float]) -> bool:
+def stream(proc: subprocess.Popen, output: StepOutput, deadline: float | None) -> bool:
     """Copy the step's output in chunks until EOF; True if the deadline passed first."""
     fd = proc.stdout.fileno()
     with selectors.DefaultSelector() as selector:
@@ -200,7 +201,7 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-def describe(returncode: Optional[int]) -> str:
+def describe(returncode: int | None) -> str:
     """'exit status 1' or 'killed by SIGKILL', as a user reads it."""
     if returncode is None:
         return "did not finish"

@@ -14,7 +14,7 @@ import select
 import sys
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Callable, List, Optional, Protocol, TextIO
+from typing import Callable, Protocol, TextIO
 
 log = logging.getLogger("lynx")
 
@@ -29,10 +29,10 @@ COUNT_SKIPPED = 10000
 
 
 class Schedule(Protocol):
-    def next_fire(self, after: datetime, inclusive: bool = True) -> Optional[datetime]: ...
+    def next_fire(self, after: datetime, inclusive: bool = True) -> datetime | None: ...
 
     @property
-    def jitter(self) -> Optional[float]: ...
+    def jitter(self) -> float | None: ...
 
 
 class Clock(Protocol):
@@ -45,7 +45,7 @@ class Clock(Protocol):
 class RealClock:
     """The wall clock; waits in steps of at most a minute, optionally watching stdin for EOF."""
 
-    def __init__(self, stdin: Optional[TextIO] = None) -> None:
+    def __init__(self, stdin: TextIO | None = None) -> None:
         self.stdin = stdin
 
     def now(self) -> datetime:
@@ -77,8 +77,8 @@ RunOnce = Callable[[datetime], bool]   # runs the pipeline for a due time; True 
 
 
 def run_loop(schedule: Schedule, run_once: RunOnce, clock: Clock, keep_running: bool = False,
-             rng: Optional[random.Random] = None,
-             on_next: Optional[Callable[[Optional[datetime]], None]] = None) -> int:
+             rng: random.Random | None = None,
+             on_next: Callable[[datetime | None], None] | None = None) -> int:
     """Run on schedule until it ends (0), a run fails without keep_running (1) or a stop (0)."""
     rng = rng or random.Random()
     floor = clock.now()           # no fire time at or before a run already done
@@ -107,9 +107,9 @@ def run_loop(schedule: Schedule, run_once: RunOnce, clock: Clock, keep_running: 
                               if woke - fire_at <= MISFIRE_GRACE else "the clock jumped or the machine slept")
 
 
-def _next_after_run(schedule: Schedule, due: datetime, floor: datetime, why: str) -> Optional[datetime]:
+def _next_after_run(schedule: Schedule, due: datetime, floor: datetime, why: str) -> datetime | None:
     """The first fire time after `floor`, logging the ones skipped since `due`."""
-    skipped: List[datetime] = []
+    skipped: list[datetime] = []
     nxt = schedule.next_fire(due, inclusive=False)
     while nxt is not None and nxt <= floor and len(skipped) < COUNT_SKIPPED:
         skipped.append(nxt)
@@ -120,7 +120,7 @@ def _next_after_run(schedule: Schedule, due: datetime, floor: datetime, why: str
     return nxt
 
 
-def _log_skipped(skipped: List[datetime], why: str) -> None:
+def _log_skipped(skipped: list[datetime], why: str) -> None:
     """Say which fire times were skipped and why."""
     if not skipped:
         return
@@ -133,7 +133,7 @@ def _log_skipped(skipped: List[datetime], why: str) -> None:
                 len(skipped), more, _fmt(skipped[0]), _fmt(skipped[-1]), why)
 
 
-def _announce(due: Optional[datetime], on_next: Optional[Callable[[Optional[datetime]], None]]) -> None:
+def _announce(due: datetime | None, on_next: Callable[[datetime | None], None] | None) -> None:
     if due is not None:
         log.info("next run at %s", _fmt(due))
     if on_next is not None:

@@ -10,7 +10,7 @@ import textwrap
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable
 
 import psutil
 import pytest
@@ -35,15 +35,14 @@ class FakeClock:
 
     def __init__(self, start: datetime) -> None:
         self.current = start
-        self.waits: List[datetime] = []
+        self.waits: list[datetime] = []
 
     def now(self) -> datetime:
         return self.current
 
     def sleep_until(self, when: datetime) -> bool:
         self.waits.append(when)
-        if when > self.current:
-            self.current = when
+        self.current = max(self.current, when)
         return True
 
     def advance(self, seconds: float) -> None:
@@ -89,7 +88,7 @@ class Started:
     """Every process a test started, so cleanup kills exactly those (and their children)."""
 
     def __init__(self) -> None:
-        self.pids: List[int] = []
+        self.pids: list[int] = []
 
     def add(self, pid: int) -> None:
         self.pids.append(pid)
@@ -120,7 +119,7 @@ def started():
 @pytest.fixture
 def run_lynx(tmp_path: Path, started: Started):
     """run_lynx(*args, timeout=30, cwd=tmp_path, input=None) -> CompletedProcess of `python -m lynx`."""
-    def run(*args: str, timeout: float = 30, cwd: Path = tmp_path, input: str = None, env=None):
+    def run(*args: str, timeout: float = 30, cwd: Path = tmp_path, input: str | None = None, env=None):
         proc = subprocess.Popen([sys.executable, "-m", "lynx", *args], cwd=cwd, env=env or lynx_env(),
                                 stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

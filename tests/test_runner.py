@@ -7,8 +7,8 @@ import threading
 from pathlib import Path
 
 import psutil
-
 from conftest import wait_for
+
 from lynx.config import Step
 from lynx.output import StepOutput
 from lynx.runner import describe, run_pipeline, summary

@@ -7,6 +7,7 @@ import random
 from datetime import datetime, timedelta, timezone
 
 from conftest import FakeClock
+
 from lynx.schedule import run_loop
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -15,7 +16,7 @@ T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 class EverySeconds:
     """A stand-in schedule: every `step` seconds from T0, optionally ending."""
 
-    def __init__(self, step: int, end: datetime = None, jitter: float = None) -> None:
+    def __init__(self, step: int, end: datetime | None = None, jitter: float | None = None) -> None:
         self.step, self.end, self.jitter = step, end, jitter
 
     def next_fire(self, after: datetime, inclusive: bool = True):

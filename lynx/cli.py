@@ -1,0 +1,135 @@
+"""Lynx's command line: the usage text below is the spec; this is the one place errors are printed."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from lynx import __version__
+from lynx.errors import LynxError, UsageError
+
+USAGE = """\
+Lynx: chain the scripts of a pipeline and run them once or on a cron schedule.
+
+Usage:
+  lynx start [-cf FILE] [-lf FILE] [-ll LEVEL] [-ls BYTES] [-lbc N] [-ni] [-kr] [-bg]
+             [--pid-file PATH] [--debug]
+  lynx check [-cf FILE] [--next N] [--after INSTANT] [--json] [--debug]
+  lynx stop [--pid-file PATH] [-y] [--timeout S] [--debug]
+  lynx status [--pid-file PATH] [--debug]
+  lynx -h | --help
+  lynx --version
+
+Commands:
+  start    Run the pipeline: once, or on the config's cron schedule with -ni or -bg.
+  check    Validate the config and show the steps and the next fire times; runs nothing.
+  stop     Stop the Lynx running in the background (asks first on a terminal).
+  status   Say whether a background Lynx is running, and how its runs went.
+
+Options:
+  -cf, --config-file FILE       The pipeline's YAML config [default: conf/config.yaml].
+  -lf, --log-file FILE          Also write everything to FILE (appended, rotated).
+  -ll, --log-level LEVEL        Level of Lynx's own lines on the screen: DEBUG, INFO, WARNING
+                                or ERROR [default: INFO].
+  -ls, --log-size BYTES         Rotate the log file when it would pass BYTES [default: 2097152].
+  -lbc, --log-backup-count N    How many rotated log files to keep [default: 3].
+  -ni, --non-interactive        Never ask: a failed step ends the run. Follows the cron schedule.
+  -kr, --keep-running           With a schedule, keep it going after a failed run.
+  -bg, --background             Run detached as a daemon; implies -ni. Asks for a log file on
+                                a terminal when -lf is not given (Enter discards output).
+  --pid-file PATH               The pidfile of a background Lynx [default: .lynx_pid.json].
+  --next N                      How many fire times `check` shows [default: 5].
+  --after INSTANT               Count fire times from this ISO-8601 instant (with offset);
+                                a fire time equal to it is included. Default: now.
+  --json                        Print `check`'s result as one JSON object.
+  -y, --yes                     `stop` without asking.
+  --timeout S                   Seconds `stop` waits before killing what is left [default: 10].
+  --debug                       Show a traceback with errors.
+  -h, --help                    Show this help.
+  --version                     Show Lynx's version.
+
+Exit status: 0 success, 1 a step failed (or stop/start refused), 2 bad usage or config,
+3 `status`: not running, 130 interrupted by Ctrl+C.
+"""
+
+# The seed's two- and three-letter short flags; docopt would read `-cf` as `-c -f`.
+ALIASES: dict[str, str] = {
+    "-cf": "--config-file", "-lf": "--log-file", "-ll": "--log-level", "-ls": "--log-size",
+    "-lbc": "--log-backup-count", "-ni": "--non-interactive", "-kr": "--keep-running",
+    "-bg": "--background",
+}
+_ALIAS_TOKEN = re.compile(r"(?<![\w-])({})(?![\w-])".format("|".join(map(re.escape, ALIASES))))
+
+
+def docopt_text(usage: str = USAGE) -> str:
+    """The usage text as docopt must see it: aliases replaced by their long forms."""
+    def blank_alias(match: re.Match[str]) -> str:
+        return match.group(1) + " " * (len(match.group(2)) + 2)
+    text = re.sub(r"(?m)^(\s+)({}), ".format("|".join(map(re.escape, ALIASES))), blank_alias, usage)
+    return _ALIAS_TOKEN.sub(lambda m: ALIASES[m.group(1)], text)
+
+
+def expand_aliases(argv: list[str]) -> list[str]:
+    """Turn `-cf x` and `-cf=x` into their long forms, in any position."""
+    out = []
+    for arg in argv:
+        if arg == "--":
+            out.extend(argv[len(out):])
+            break
+        name, sep, value = arg.partition("=")
+        out.append(ALIASES[name] + sep + value if name in ALIASES else arg)
+    return out
+
+
+def parse(argv: list[str]) -> dict[str, object]:
+    """Parse the command line; raise UsageError with docopt's short message."""
+    from docopt import DocoptExit, docopt
+
+    try:
+        return dict(docopt(docopt_text(), expand_aliases(argv), default_help=False))
+    except DocoptExit as exc:
+        raise UsageError(f"{_first_line(str(exc)) or 'bad usage'}; see `lynx --help`") from exc
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    # docopt's message is its usage section when nothing more specific is known.
+    return "" if not lines or lines[0].lower().startswith("usage") else lines[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `lynx` and `python -m lynx`; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:
+        print(USAGE, end="", file=sys.stderr)
+        return 2
+    if {"-h", "--help"} & set(argv):
+        print(USAGE, end="")
+        return 0
+    if argv == ["--version"]:
+        print(f"lynx {__version__}")
+        return 0
+    debug = "--debug" in argv
+    try:
+        args = parse(argv)
+        return run_command(args)
+    except LynxError as exc:
+        if debug:
+            raise
+        print(f"lynx: error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print("\nlynx: interrupted", file=sys.stderr)
+        return 130
+
+
+def run_command(args: dict[str, object]) -> int:
+    """Dispatch to the command's function, importing only what that command needs."""
+    if args["start"]:
+        from lynx.launch import start
+        return start(args)
+    if args["check"]:
+        from lynx.check import check
+        return check(args)
+    from lynx import control
+    return control.stop(args) if args["stop"] else control.status(args)

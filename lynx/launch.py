@@ -1,0 +1,176 @@
+"""`lynx start`: join config, logging, runner and schedule, in the foreground or detached."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Protocol
+
+from lynx import logs
+from lynx.config import Config, Step, load
+from lynx.errors import StopRequested, UsageError
+from lynx.output import StepOutput
+from lynx.runner import RunResult, StepInterrupted, run_pipeline, summary
+
+log = logging.getLogger("lynx")
+
+
+@dataclass(frozen=True)
+class StartOptions:
+    """`lynx start`'s options, checked."""
+
+    config_file: str
+    log_file: str | None
+    log_level: str
+    log_size: int
+    log_backup_count: int
+    interactive: bool
+    keep_running: bool
+    background: bool
+    pid_file: str
+
+    @classmethod
+    def from_args(cls, args: dict[str, object]) -> StartOptions:
+        """Build from docopt's dict; bad values are usage errors."""
+        level = str(args["--log-level"]).upper()
+        if level not in logs.LEVELS:
+            raise UsageError(f"--log-level: {args['--log-level']!r} is not one of {', '.join(logs.LEVELS)}")
+        background = bool(args["--background"])
+        return cls(
+            config_file=str(args["--config-file"]), log_file=args["--log-file"] or None,  # type: ignore
+            log_level=level, log_size=whole_number(args["--log-size"], "--log-size"),
+            log_backup_count=whole_number(args["--log-backup-count"], "--log-backup-count"),
+            interactive=not (background or args["--non-interactive"]),
+            keep_running=bool(args["--keep-running"]), background=background,
+            pid_file=str(args["--pid-file"]),
+        )
+
+
+def whole_number(value: object, flag: str) -> int:
+    """A non-negative integer option, or a usage error naming the flag."""
+    try:
+        number = int(str(value))
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise UsageError(f"{flag}: {value!r} is not a whole number >= 0")
+    return number
+
+
+def start(args: dict[str, object]) -> int:
+    """Validate everything, then run in the foreground or hand over to the background."""
+    options = StartOptions.from_args(args)
+    config = load(options.config_file)
+    schedule = build_schedule(config)
+    if options.background:
+        from lynx.background import start_background
+        return start_background(
+            options, lambda opts, progress: run(config, schedule, opts, screen=False, progress=progress))
+    return run(config, schedule, options, screen=True)
+
+
+def build_schedule(config: Config):
+    """The config's cron schedule (validated now, so errors come before anything runs), or None."""
+    if config.cron is None:
+        return None
+    from lynx.cron import build
+    return build(config.cron.values, config.cron.where)
+
+
+class Progress(Protocol):
+    """Told where the scheduler is (the background daemon keeps its pidfile current with it)."""
+
+    def next_fire(self, when: datetime | None) -> None: ...
+    def run_started(self, due: datetime | None) -> None: ...
+    def step_started(self, step: Step) -> None: ...
+    def run_ended(self, result: RunResult) -> None: ...
+
+
+def run(config: Config, schedule, options: StartOptions, screen: bool,
+        progress: Progress | None = None) -> int:
+    """Set up logging and run once or on the schedule; the exit status."""
+    logger = logs.setup(options.log_level, options.log_file, options.log_size, options.log_backup_count,
+                        screen=sys.stderr if screen else None)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    handler = logs.file_handler(logger)
+    output_for = outputs(sys.stdout.buffer if screen else None, handler.write_block if handler else None,
+                         progress)
+    on_failure = ask_on_terminal if options.interactive else None
+    run_once = pipeline_runner(config, output_for, on_failure, progress)
+    try:
+        return _run(schedule, options, run_once, progress)
+    except StepInterrupted as exc:
+        return _interrupted(exc)
+    except KeyboardInterrupt:
+        log.warning("interrupted while waiting for the next run; stopped")
+        return 130
+    except StopRequested:
+        log.info("stopped on request while waiting for the next run")
+        return 0
+    finally:
+        logging.shutdown()
+
+
+def _run(schedule, options: StartOptions, run_once: Callable[[datetime | None], bool],
+         progress: Progress | None) -> int:
+    """Once, or on the schedule."""
+    if schedule is None or options.interactive:
+        if schedule is not None:
+            log.info("the cron section is ignored in interactive mode: running once "
+                     "(use --non-interactive to follow the schedule)")
+        if options.keep_running:
+            log.info("--keep-running has no effect without a schedule followed (-ni or -bg)")
+        return 0 if run_once(None) else 1
+    from lynx.schedule import RealClock, run_loop
+    stdin = sys.stdin if not options.background and sys.stdin.isatty() else None
+    return run_loop(schedule, run_once, RealClock(stdin), options.keep_running,
+                    on_next=progress.next_fire if progress else None)
+
+
+def _interrupted(exc: StepInterrupted) -> int:
+    """Say where the run stopped; 130 for Ctrl+C, 0 for a requested stop."""
+    where = f"step '{exc.step.name}' ({exc.index + 1}/{exc.total})"
+    if isinstance(exc.__cause__, StopRequested):
+        log.warning("stopped on request during %s; the step was ended", where)
+        return 0
+    log.warning("interrupted by Ctrl+C during %s; the step was ended", where)
+    return 130
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise StopRequested()
+
+
+def outputs(screen, log_block, progress: Progress | None = None) -> Callable[[Step], StepOutput]:
+    """A factory giving each step its own output sink (and telling `progress` the step started)."""
+    def output_for(step: Step) -> StepOutput:
+        if progress is not None:
+            progress.step_started(step)
+        return StepOutput(step.name, screen, log_block)
+    return output_for
+
+
+def ask_on_terminal(failed) -> str:
+    """The recovery dialog on this process's stdin/stderr."""
+    from lynx.dialog import ask
+    return ask(failed.name, failed.reason)
+
+
+def pipeline_runner(config: Config, output_for, on_failure,
+                    progress: Progress | None = None) -> Callable[[datetime | None], bool]:
+    """The function the schedule calls: one run of the pipeline, logged with a summary."""
+    def run_once(due: datetime | None) -> bool:
+        log.info("running %s: %d steps", Path(config.path).name, len(config.steps))
+        if progress is not None:
+            progress.run_started(due)
+        result: RunResult = run_pipeline(config.steps, output_for, on_failure)
+        if progress is not None:
+            progress.run_ended(result)
+        level = logging.INFO if result.ok else logging.ERROR
+        log.log(level, "run %s\n%s", "succeeded" if result.ok else "FAILED", summary(result))
+        return result.ok
+    return run_once
