@@ -81,10 +81,38 @@ def expand_aliases(argv: list[str]) -> list[str]:
     return out
 
 
+def command_options(usage: str = USAGE) -> dict[str, set[str]]:
+    """Which options each command takes, read from the usage patterns (both spellings)."""
+    text = docopt_text(usage)
+    pairs = dict(re.findall(r"(?m)^\s+(-\w), (--[\w-]+)", text))
+    section = text.split("Usage:", 1)[1].split("\n\n", 1)[0]
+    allowed: dict[str, set[str]] = {}
+    for pattern in re.split(r"\n\s+(?=lynx )", section.strip()):
+        words = pattern.split()
+        if len(words) > 1 and not words[1].startswith("-"):
+            names = set(re.findall(r"--?[\w-]+", pattern)) - {"-"}
+            allowed[words[1]] = names | {pairs.get(name, name) for name in names} | {
+                short for short, long in pairs.items() if long in names}
+    return allowed
+
+
+def check_words(argv: list[str]) -> None:
+    """Say plainly what is wrong with the command or an option, before docopt's terser message."""
+    allowed = command_options()
+    command = argv[0]
+    if command not in allowed:
+        raise UsageError(f"unknown command {command!r} (commands: {', '.join(allowed)})")
+    for arg in argv[1:]:
+        name = arg.partition("=")[0]
+        if name.startswith("-") and name != "-" and name not in allowed[command]:
+            raise UsageError(f"`lynx {command}` has no option {name}")
+
+
 def parse(argv: list[str]) -> dict[str, object]:
-    """Parse the command line; raise UsageError with docopt's short message."""
+    """Parse the command line; raise UsageError with a short message."""
     from docopt import DocoptExit, docopt
 
+    check_words(expand_aliases(argv))
     try:
         return dict(docopt(docopt_text(), expand_aliases(argv), default_help=False))
     except DocoptExit as exc:
