@@ -118,11 +118,12 @@ def started():
 
 @pytest.fixture
 def run_lynx(tmp_path: Path, started: Started):
-    """run_lynx(*args, timeout=30, cwd=tmp_path, input=None) -> CompletedProcess of `python -m lynx`."""
-    def run(*args: str, timeout: float = 30, cwd: Path = tmp_path, input: str | None = None, env=None):
+    """run_lynx(*args, timeout=30, cwd=tmp_path, input=None, text=True) -> CompletedProcess of `python -m lynx`."""
+    def run(*args: str, timeout: float = 30, cwd: Path = tmp_path, input: str | None = None, env=None,
+            text: bool = True):
         proc = subprocess.Popen([sys.executable, "-m", "lynx", *args], cwd=cwd, env=env or lynx_env(),
                                 stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text)
         started.add(proc.pid)
         try:
             out, err = proc.communicate(input, timeout=timeout)
