@@ -13,10 +13,11 @@ Lynx: chain the scripts of a pipeline and run them once or on a cron schedule.
 
 Usage:
   lynx start [-cf FILE] [-lf FILE] [-ll LEVEL] [-ls BYTES] [-lbc N] [-ni] [-kr] [-bg]
-             [--pid-file PATH] [--debug]
+             [--from STEP | --only STEPS] [--pid-file PATH] [--ledger PATH] [--debug]
   lynx check [-cf FILE] [--next N] [--after INSTANT] [--json] [--debug]
   lynx stop [--pid-file PATH] [-y] [--timeout S] [--debug]
   lynx status [--pid-file PATH] [--debug]
+  lynx history [-cf FILE] [--ledger PATH] [-n N] [--debug]
   lynx -h | --help
   lynx --version
 
@@ -25,6 +26,7 @@ Commands:
   check    Validate the config and show the steps and the next fire times; runs nothing.
   stop     Stop the Lynx running in the background (asks first on a terminal).
   status   Say whether a background Lynx is running, and how its runs went.
+  history  List the last runs from the run ledger.
 
 Options:
   -cf, --config-file FILE       The pipeline's YAML config [default: conf/config.yaml].
@@ -37,7 +39,12 @@ Options:
   -kr, --keep-running           With a schedule, keep it going after a failed run.
   -bg, --background             Run detached as a daemon; implies -ni. Asks for a log file on
                                 a terminal when -lf is not given (Enter discards output).
+  --from STEP                   Start at this step (its name); the steps before it do not run.
+  --only STEPS                  Run only these steps (names, comma-separated), in pipeline order.
   --pid-file PATH               The pidfile of a background Lynx [default: .lynx_pid.json].
+  --ledger PATH                 The run ledger, one JSON line per run. Default:
+                                .lynx/runs.jsonl in the config file's directory.
+  -n N                          How many runs `history` lists [default: 10].
   --next N                      How many fire times `check` shows [default: 5].
   --after INSTANT               Count fire times from this ISO-8601 instant (with offset);
                                 a fire time equal to it is included. Default: now.
@@ -159,5 +166,8 @@ def run_command(args: dict[str, object]) -> int:
     if args["check"]:
         from lynx.check import check
         return check(args)
+    if args["history"]:
+        from lynx.history import history
+        return history(args)
     from lynx import control
     return control.stop(args) if args["stop"] else control.status(args)

@@ -77,6 +77,27 @@ class BlockRotatingFileHandler(logging.handlers.RotatingFileHandler):
         return data[: data.find(b"\n") + 1 or len(data)]
 
 
+COLOURS = {logging.DEBUG: "2", logging.INFO: "36", logging.WARNING: "33", logging.ERROR: "31",
+           logging.CRITICAL: "1;31"}
+
+
+class ColourFormatter(logging.Formatter):
+    """'lynx: message' with the prefix (and warnings, errors) coloured by level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        code = COLOURS.get(record.levelno, "0")
+        text = super().format(record)
+        if record.levelno >= logging.WARNING:
+            return f"\x1b[{code}m{text}\x1b[0m"
+        return text.replace("lynx:", f"\x1b[{code}mlynx:\x1b[0m", 1)
+
+
+def use_colour(stream: TextIO | None) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) and not os.environ.get("NO_COLOR")
+
+
 def setup(level: str = "INFO", log_file: str | None = None, max_bytes: int = 2097152,
           backup_count: int = 3, screen: TextIO | None = sys.stderr) -> logging.Logger:
     """Configure the 'lynx' logger: the screen at `level`, the file (if any) at DEBUG."""
@@ -89,7 +110,8 @@ def setup(level: str = "INFO", log_file: str | None = None, max_bytes: int = 209
     if screen is not None:
         console = logging.StreamHandler(screen)
         console.setLevel(level)
-        console.setFormatter(logging.Formatter("lynx: %(message)s"))
+        formatter = ColourFormatter if use_colour(screen) else logging.Formatter
+        console.setFormatter(formatter("lynx: %(message)s"))
         logger.addHandler(console)
     if log_file:
         logger.addHandler(open_log_file(log_file, max_bytes, backup_count))

@@ -7,6 +7,7 @@ made the old design slow. Memory stays flat because at most one partial line is 
 
 from __future__ import annotations
 
+import re
 import time
 from typing import BinaryIO, Callable
 
@@ -14,6 +15,10 @@ CHUNK = 65536
 # A line with no newline is flushed to the log once it grows this large, so a step that
 # never prints a newline cannot make Lynx hold unbounded memory.
 MAX_PENDING = 1 << 20
+
+
+# ANSI escape sequences (colours, cursor moves): kept on the terminal, stripped from the log.
+ANSI = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 
 
 def collapse_progress(line: bytes) -> bytes:
@@ -69,6 +74,8 @@ class StepOutput:
 
     def _log(self, block: bytes) -> None:
         """Prefix every line of `block` (which ends with a newline) and hand it to the log."""
+        if b"\x1b" in block:
+            block = ANSI.sub(b"", block)
         if b"\r" in block:
             block = b"\n".join(collapse_progress(line) for line in block.split(b"\n"))
         now = self.clock()

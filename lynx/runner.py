@@ -12,8 +12,9 @@ import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Callable
 
 from lynx.config import Step
@@ -39,6 +40,7 @@ class StepResult:
     duration: float = 0.0
     attempts: int = 0
     reason: str = ""          # human text: "exit status 1", "killed by SIGKILL", "timed out after 5 s"
+    tolerated: bool = False   # failed, but the step has continue_on_failure
 
     @property
     def ok(self) -> bool:
@@ -57,15 +59,22 @@ class RunResult:
 
     @property
     def failed(self) -> StepResult | None:
-        return next((step for step in self.steps if not step.ok), None)
+        return next((step for step in self.steps if not step.ok and not step.tolerated), None)
+
+    @property
+    def status(self) -> str:
+        """'ok', 'partial' (only continue_on_failure steps failed) or 'failed'."""
+        if self.ok:
+            return "ok"
+        return "failed" if self.failed or not self.steps else "partial"
 
 
 class StepInterrupted(Exception):
-    """Carries the step that was running when the run was stopped from outside."""
+    """Carries the step that was running when the run was stopped from outside, and the results so far."""
 
-    def __init__(self, step: Step, index: int, total: int) -> None:
+    def __init__(self, step: Step, index: int, total: int, result: RunResult) -> None:
         super().__init__(f"step '{step.name}' ({index + 1}/{total})")
-        self.step, self.index, self.total = step, index, total
+        self.step, self.index, self.total, self.result = step, index, total, result
 
 
 # What to do after a failed step: "step" (rerun it), "pipeline" (start over) or "abort".
@@ -74,18 +83,22 @@ OutputFactory = Callable[[Step], StepOutput]
 
 
 def run_pipeline(steps: Sequence[Step], output_for: OutputFactory,
-                 on_failure: OnFailure | None = None) -> RunResult:
-    """Run `steps` in order; after a failure ask `on_failure` what to do (default: abort)."""
+                 on_failure: OnFailure | None = None, run_env: Mapping[str, str] | None = None) -> RunResult:
+    """Run `steps` in order; after a failure ask `on_failure` what to do (default: abort).
+
+    `run_env` (LYNX_RUN_ID, LYNX_CONFIG, ...) is added to every step's environment.
+    """
     result = RunResult()
     index = 0
     while index < len(steps):
         step = steps[index]
         try:
-            outcome = run_step(step, index, len(steps), output_for(step))
+            outcome = run_step(step, index, len(steps), output_for(step), run_env or {})
         except (KeyboardInterrupt, StopRequested) as exc:
-            raise StepInterrupted(step, index, len(steps)) from exc
+            raise StepInterrupted(step, index, len(steps), result) from exc
         result.steps.append(outcome)
         if outcome.ok or step.continue_on_failure:
+            outcome.tolerated = not outcome.ok
             index += 1
             continue
         choice = on_failure(outcome) if on_failure else "abort"
@@ -98,15 +111,17 @@ def run_pipeline(steps: Sequence[Step], output_for: OutputFactory,
     return result
 
 
-def run_step(step: Step, index: int, total: int, output: StepOutput) -> StepResult:
+def run_step(step: Step, index: int, total: int, output: StepOutput,
+             run_env: Mapping[str, str] = MappingProxyType({})) -> StepResult:
     """Run one step with its retries; log its start, its end and its duration."""
     result = StepResult(step.name, index)
+    env = {**run_env, "LYNX_STEP": step.name, "LYNX_STEP_INDEX": str(index + 1)}
     started = time.monotonic()
     for attempt in range(1, step.retries + 2):
         result.attempts = attempt
         suffix = f" (attempt {attempt}/{step.retries + 1})" if step.retries else ""
         log.info("step %d/%d '%s' started%s", index + 1, total, step.name, suffix)
-        result.returncode, result.reason = _run_once(step, output)
+        result.returncode, result.reason = _run_once(step, output, env)
         if result.returncode == 0 and not result.reason:
             break
         if attempt <= step.retries:
@@ -121,10 +136,10 @@ def run_step(step: Step, index: int, total: int, output: StepOutput) -> StepResu
     return result
 
 
-def _run_once(step: Step, output: StepOutput) -> tuple[int | None, str]:
+def _run_once(step: Step, output: StepOutput, env: Mapping[str, str]) -> tuple[int | None, str]:
     """Start the step, stream its output until it ends; (returncode, reason if abnormal)."""
     try:
-        proc = start(step)
+        proc = start(step, env)
     except OSError as exc:
         return None, f"could not start: {exc.strerror or exc}"
     deadline = time.monotonic() + step.timeout if step.timeout else None
@@ -141,11 +156,9 @@ def _run_once(step: Step, output: StepOutput) -> tuple[int | None, str]:
     return proc.wait(), ""
 
 
-def start(step: Step) -> subprocess.Popen:
+def start(step: Step, lynx_env: Mapping[str, str]) -> subprocess.Popen:
     """Start a step in its own process group, output to one pipe, no shell, no stdin."""
-    env = dict(os.environ)
-    env.update(step.env)
-    env["PYTHONUNBUFFERED"] = "1"
+    env = {**os.environ, **step.env, **lynx_env, "PYTHONUNBUFFERED": "1"}
     group = {"start_new_session": True} if POSIX else {
         "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
     return subprocess.Popen(list(step.argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -229,6 +242,6 @@ def summary(result: RunResult) -> str:
     width = max([len(step.name) for step in result.steps] + [4])
     rows = [f"{'step':<{width}}  {'status':<28}  duration"]
     for step in result.steps:
-        status = "ok" if step.ok else f"FAILED ({step.reason})"
+        status = "ok" if step.ok else f"{'failed, tolerated' if step.tolerated else 'FAILED'} ({step.reason})"
         rows.append(f"{step.name:<{width}}  {status:<28}  {format_duration(step.duration)}")
     return "\n".join(rows)

@@ -93,3 +93,25 @@ def test_appending_to_an_existing_log_counts_its_size(tmp_path):
     handler.close()
     assert (tmp_path / "lynx.log.1").read_bytes() == b"old\n" * 245
     assert path.read_bytes() == b"a line that does not fit any more\n"
+
+
+def test_colour_codes_reach_the_screen_but_not_the_log():
+    blocks, log_block = collect()
+    screen = io.BytesIO()
+    out = StepOutput("c", screen, log_block)
+    out.write(b"\x1b[31mred\x1b[0m and \x1b[1;32mbold green\x1b[m\n")
+    assert screen.getvalue().count(b"\x1b[") == 4
+    assert logged_lines(blocks) == [(b"c", b"red and bold green")]
+
+
+def test_lynx_lines_are_coloured_only_on_a_terminal_without_no_color(monkeypatch):
+    from lynx.logs import use_colour
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert use_colour(Tty()) and not use_colour(io.StringIO())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not use_colour(Tty())

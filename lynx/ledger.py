@@ -1,0 +1,100 @@
+"""The run ledger: one JSON line per run, appended whole; a damaged line is skipped, never fatal."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from collections import deque
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("lynx")
+
+DEFAULT_NAME = Path(".lynx") / "runs.jsonl"
+
+
+def default_path(config_path: Path) -> Path:
+    """The ledger next to the config: CONFIG_DIR/.lynx/runs.jsonl."""
+    return Path(config_path).resolve().parent / DEFAULT_NAME
+
+
+def new_run_id(now: datetime) -> str:
+    """Sortable and unique enough: the start time plus a little randomness."""
+    return now.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def append(path: Path, entry: dict[str, Any]) -> None:
+    """Append one entry as one line with a single write, so readers never see half of it.
+
+    A ledger that cannot be written is reported and the run goes on: the ledger is a record of
+    the work, not part of it.
+    """
+    line = (json.dumps(entry, separators=(",", ":"), default=str) + "\n").encode("utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            _start_on_a_fresh_line(fd, path)
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        log.warning("could not write the run ledger %s: %s", path, exc.strerror or exc)
+
+
+def _start_on_a_fresh_line(fd: int, path: Path) -> None:
+    """After a crash mid-write the file may end in half a line: never glue a new entry onto it."""
+    size = os.fstat(fd).st_size
+    if size:
+        with open(path, "rb") as handle:
+            handle.seek(size - 1)
+            if handle.read(1) != b"\n":
+                os.write(fd, b"\n")
+
+
+def read(path: Path, last: int | None = None) -> tuple[list[dict[str, Any]], int]:
+    """The last `last` entries (all if None), oldest first, and how many lines were damaged."""
+    entries: deque = deque(maxlen=last)
+    damaged = 0
+    if not path.exists():
+        return [], 0
+    with open(path, "rb") as handle:
+        for raw in handle:
+            entry = _parse(raw)
+            if entry is None:
+                damaged += raw.strip() != b""
+            else:
+                entries.append(entry)
+    return list(entries), damaged
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) and "run_id" in entry else None
+
+
+def entry(run_id: str, trigger: str, started: datetime, ended: datetime, status: str, result: Any,
+          config: Path, log_file: str | None) -> dict[str, Any]:
+    """One ledger line: the run and each step that ran (a runner.RunResult's steps)."""
+    return {
+        "run_id": run_id, "trigger": trigger, "config": str(config),
+        "start": started.isoformat(), "end": ended.isoformat(),
+        "duration": round((ended - started).total_seconds(), 3), "result": status,
+        "steps": [_step(step, log_file) for step in result.steps],
+    }
+
+
+def _step(step: Any, log_file: str | None) -> dict[str, Any]:
+    code = step.returncode
+    return {
+        "name": step.name, "attempts": step.attempts, "ok": step.ok,
+        "exit_status": code if code is not None and code >= 0 else None,
+        "signal": -code if code is not None and code < 0 else None,
+        "reason": step.reason, "duration": round(step.duration, 3), "log_file": log_file,
+    }
