@@ -51,18 +51,30 @@ class CronSection:
 
 
 @dataclass(frozen=True)
+class Hook:
+    """A command run when a run starts, succeeds or fails; it never changes the run's result."""
+
+    event: str                     # on_start, on_success or on_failure
+    argv: tuple[str, ...]
+    line: int
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated pipeline: its steps in order and its raw cron section."""
 
     path: Path                     # absolute path of the config file
     steps: tuple[Step, ...]
     cron: CronSection | None = None
+    hooks: Mapping[str, Hook] = field(default_factory=dict)  # event -> hook
 
 
 _YAML = "tag:yaml.org,2002:"
 _MERGE = _YAML + "merge"
 _VALUE = _YAML + "value"  # PyYAML tags a lone `=` so but cannot construct it; Lynx reads it as text
-_TOP_KEYS = ("steps", "configs", "cron")
+_TOP_KEYS = ("steps", "configs", "cron", "hooks")
+_HOOK_EVENTS = ("on_start", "on_success", "on_failure")
 _STEP_KEYS = ("script", "command", "arguments", "name", "python", "timeout", "retries", "retry_delay",
               "env", "cwd", "continue_on_failure")
 _Entry = tuple["Node", "Node"]  # (key node, value node)
@@ -134,7 +146,8 @@ def load(path: str | Path) -> Config:
     _check_keys(top, _TOP_KEYS, "", ctx)
     bodies, owners = _configs(top.entries.get("configs"), ctx)
     steps = _steps(top.entries.get("steps"), root, bodies, owners, ctx)
-    return Config(path=file, steps=steps, cron=_cron(top.entries.get("cron"), ctx))
+    return Config(path=file, steps=steps, cron=_cron(top.entries.get("cron"), ctx),
+                  hooks=_hooks(top.entries.get("hooks"), ctx))
 
 
 # --- reading -------------------------------------------------------------------------------------------
@@ -524,6 +537,34 @@ def _cron(entry: _Entry | None, ctx: _Context) -> CronSection | None:
     values = {name: _plain(value, ctx) for name, (_, value) in body.entries.items()}
     lines = {name: _line(name_node) for name, (name_node, _) in body.entries.items()}
     return CronSection(values=values, lines=lines, line=_line(key), source=ctx.source)
+
+
+def _hooks(entry: _Entry | None, ctx: _Context) -> dict[str, Hook]:
+    """`hooks:` maps an event to a command (string or list) or to `{command: ..., timeout: ...}`."""
+    if entry is None or _is_null(entry[1], ctx):
+        return {}
+    if entry[1].id != "mapping":
+        ctx.fail(entry[0], "hooks", f"expected a mapping such as `on_failure: notify-send failed`, "
+                                    f"got {_describe(entry[1], ctx)}")
+    body = _map(entry[1], "hooks", ctx)
+    _check_keys(body, _HOOK_EVENTS, "hooks", ctx)
+    return {event: _hook(event, hook, ctx) for event, hook in body.entries.items()
+            if not _is_null(hook[1], ctx)}
+
+
+def _hook(event: str, entry: _Entry, ctx: _Context) -> Hook:
+    path = f"hooks.{event}"
+    timeout = None
+    if entry[1].id == "mapping":
+        body = _map(entry[1], path, ctx)
+        _check_keys(body, ("command", "timeout"), path, ctx)
+        timeout = _typed(body.entries.get("timeout"), f"{path}.timeout", ctx, "a positive number of seconds",
+                         lambda v: _is_number(v) and v > 0)
+        if "command" not in body.entries:
+            ctx.fail(entry[0], path, "needs `command:` (a program and its arguments)")
+        entry, path = body.entries["command"], f"{path}.command"
+    argv = _command_argv(entry, [], path, ctx)
+    return Hook(event, tuple(argv), _line(entry[0]), float(timeout) if timeout else 60.0)
 
 
 def _plain(node: Node, ctx: _Context) -> Any:

@@ -121,7 +121,7 @@ def run_step(step: Step, index: int, total: int, output: StepOutput,
         result.attempts = attempt
         suffix = f" (attempt {attempt}/{step.retries + 1})" if step.retries else ""
         log.info("step %d/%d '%s' started%s", index + 1, total, step.name, suffix)
-        result.returncode, result.reason = _run_once(step, output, env)
+        result.returncode, result.reason = run_process(step, output, env)
         if result.returncode == 0 and not result.reason:
             break
         if attempt <= step.retries:
@@ -136,8 +136,8 @@ def run_step(step: Step, index: int, total: int, output: StepOutput,
     return result
 
 
-def _run_once(step: Step, output: StepOutput, env: Mapping[str, str]) -> tuple[int | None, str]:
-    """Start the step, stream its output until it ends; (returncode, reason if abnormal)."""
+def run_process(step: Step, output: StepOutput, env: Mapping[str, str]) -> tuple[int | None, str]:
+    """Start the step once, stream its output until it ends; (returncode, reason if abnormal)."""
     try:
         proc = start(step, env)
     except OSError as exc:

@@ -1,0 +1,134 @@
+"""One run of the pipeline as the user sees it: hooks, the summary, the ledger line, the resume hint."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from lynx import ledger
+from lynx.config import Config, Hook, Step
+from lynx.errors import StopRequested, UsageError
+from lynx.runner import (
+    OnFailure,
+    OutputFactory,
+    RunResult,
+    StepInterrupted,
+    run_pipeline,
+    run_process,
+    summary,
+)
+
+log = logging.getLogger("lynx")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What every run of this Lynx shares."""
+
+    config: Config
+    steps: tuple[Step, ...]            # the steps selected with --from / --only (all by default)
+    ledger_path: Path
+    log_file: str | None
+    resume_prefix: tuple[str, ...]     # `lynx start -cf CONFIG ...` without --from/--only
+    only: bool = False                 # steps were picked with --only
+
+
+def select_steps(steps: Sequence[Step], start_at: str | None, only: str | None) -> tuple[Step, ...]:
+    """The steps from `start_at` on, or just the `only` ones (comma-separated names), in pipeline order."""
+    names = [step.name for step in steps]
+    if start_at:
+        return tuple(steps[_index(names, start_at, "--from"):])
+    if only:
+        wanted = {_index(names, name.strip(), "--only") for name in only.split(",") if name.strip()}
+        return tuple(step for i, step in enumerate(steps) if i in wanted)
+    return tuple(steps)
+
+
+def _index(names: list[str], name: str, flag: str) -> int:
+    if name in names:
+        return names.index(name)
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f" (steps: {', '.join(names)})"
+    raise UsageError(f"{flag}: no step named {name!r}{hint}")
+
+
+def make_run_once(settings: RunSettings, output_for: OutputFactory, on_failure: OnFailure | None,
+                  progress=None) -> Callable[[datetime | None], bool]:
+    """The function the schedule calls: one run, recorded in the ledger, hooks around it."""
+    def run_once(due: datetime | None) -> bool:
+        started = datetime.now(timezone.utc)
+        run_id = ledger.new_run_id(started)
+        env = {"LYNX_RUN_ID": run_id, "LYNX_CONFIG": str(settings.config.path),
+               "LYNX_TRIGGER": due.isoformat() if due else "manual"}
+        log.info("run %s: %s, %d steps", run_id, settings.config.path.name, len(settings.steps))
+        if progress is not None:
+            progress.run_started(due)
+        _hook(settings.config.hooks.get("on_start"), env, output_for)
+        try:
+            result = run_pipeline(settings.steps, output_for, on_failure, env)
+        except StepInterrupted as exc:
+            stopped = isinstance(exc.__cause__, StopRequested)
+            _record(settings, env, started, "stopped" if stopped else "interrupted", exc.result)
+            raise
+        _finish(settings, env, started, result, output_for)
+        if progress is not None:
+            progress.run_ended(result)
+        return result.ok
+    return run_once
+
+
+def _finish(settings: RunSettings, env: dict[str, str], started: datetime, result: RunResult,
+            output_for: OutputFactory) -> None:
+    """Summary, ledger line, the success or failure hook, and how to resume."""
+    level = logging.INFO if result.ok else logging.ERROR
+    log.log(level, "run %s %s\n%s", env["LYNX_RUN_ID"], result.status.upper() if not result.ok else "succeeded",
+            summary(result))
+    _record(settings, env, started, result.status, result)
+    failed = result.failed or next((s for s in result.steps if not s.ok), None)
+    if failed is None:
+        _hook(settings.config.hooks.get("on_success"), {**env, "LYNX_RESULT": "ok"}, output_for)
+        return
+    _hook(settings.config.hooks.get("on_failure"), {
+        **env, "LYNX_RESULT": result.status, "LYNX_FAILED_STEP": failed.name,
+        "LYNX_FAILED_REASON": failed.reason,
+        "LYNX_EXIT_STATUS": str(failed.returncode if failed.returncode is not None else ""),
+        "LYNX_LOG_FILE": settings.log_file or ""}, output_for)
+    if result.failed:
+        log.info("to resume from the failed step: %s", resume_command(settings, failed.name))
+
+
+def resume_command(settings: RunSettings, failed: str) -> str:
+    """The exact command that runs the failed step and the ones after it (of those selected)."""
+    names = [step.name for step in settings.steps]
+    rest = names[names.index(failed):]
+    selection = ("--only", ",".join(rest)) if settings.only else ("--from", failed)
+    return shlex.join([*settings.resume_prefix, *selection])
+
+
+def _record(settings: RunSettings, env: dict[str, str], started: datetime, status: str,
+            result: RunResult) -> None:
+    ended = datetime.now(timezone.utc)
+    ledger.append(settings.ledger_path, ledger.entry(
+        env["LYNX_RUN_ID"], env["LYNX_TRIGGER"], started, ended, status, result, settings.config.path,
+        settings.log_file))
+
+
+def _hook(hook: Hook | None, env: dict[str, str], output_for: OutputFactory) -> None:
+    """Run a hook with the run's LYNX_* variables; its failure is logged, never the run's."""
+    if hook is None:
+        return
+    step = Step(name=f"hook:{hook.event}", argv=hook.argv, line=hook.line, timeout=hook.timeout)
+    log.info("hook %s: %s", hook.event, shlex.join(hook.argv))
+    output = output_for(step)
+    code, reason = run_process(step, output, {**env, "LYNX_HOOK": hook.event})
+    if code != 0 or reason:
+        from lynx.runner import describe
+
+        log.warning("hook %s failed (%s); the run's result stands", hook.event, reason or describe(code))
