@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -10,11 +11,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Protocol
 
-from lynx import logs
+from lynx import ledger, logs
 from lynx.config import Config, Step, load
 from lynx.errors import StopRequested, UsageError
 from lynx.output import StepOutput
-from lynx.runner import RunResult, StepInterrupted, run_pipeline, summary
+from lynx.runner import RunResult, StepInterrupted
+from lynx.runs import RunSettings, make_run_once, select_steps
 
 log = logging.getLogger("lynx")
 
@@ -32,6 +34,9 @@ class StartOptions:
     keep_running: bool
     background: bool
     pid_file: str
+    start_at: str | None = None     # --from
+    only: str | None = None         # --only
+    ledger: str | None = None
 
     @classmethod
     def from_args(cls, args: dict[str, object]) -> StartOptions:
@@ -46,8 +51,16 @@ class StartOptions:
             log_backup_count=whole_number(args["--log-backup-count"], "--log-backup-count"),
             interactive=not (background or args["--non-interactive"]),
             keep_running=bool(args["--keep-running"]), background=background,
-            pid_file=str(args["--pid-file"]),
+            pid_file=str(args["--pid-file"]), start_at=args.get("--from"), only=args.get("--only"),  # type: ignore
+            ledger=args.get("--ledger"),  # type: ignore
         )
+
+    def resume_prefix(self, config: Config) -> tuple[str, ...]:
+        """`lynx start` with this run's config and log flags, for the resume hint."""
+        words = ["lynx", "start", "-cf", str(config.path)]
+        if self.log_file:
+            words += ["-lf", os.path.abspath(self.log_file)]
+        return tuple(words)
 
 
 def whole_number(value: object, flag: str) -> int:
@@ -66,6 +79,7 @@ def start(args: dict[str, object]) -> int:
     options = StartOptions.from_args(args)
     config = load(options.config_file)
     schedule = build_schedule(config)
+    select_steps(config.steps, options.start_at, options.only)  # a wrong name is an error before any run
     if options.background:
         from lynx.background import start_background
         return start_background(
@@ -100,7 +114,7 @@ def run(config: Config, schedule, options: StartOptions, screen: bool,
     output_for = outputs(sys.stdout.buffer if screen else None, handler.write_block if handler else None,
                          progress)
     on_failure = ask_on_terminal if options.interactive else None
-    run_once = pipeline_runner(config, output_for, on_failure, progress)
+    run_once = make_run_once(run_settings(config, options), output_for, on_failure, progress)
     try:
         return _run(schedule, options, run_once, progress)
     except StepInterrupted as exc:
@@ -160,17 +174,9 @@ def ask_on_terminal(failed) -> str:
     return ask(failed.name, failed.reason)
 
 
-def pipeline_runner(config: Config, output_for, on_failure,
-                    progress: Progress | None = None) -> Callable[[datetime | None], bool]:
-    """The function the schedule calls: one run of the pipeline, logged with a summary."""
-    def run_once(due: datetime | None) -> bool:
-        log.info("running %s: %d steps", Path(config.path).name, len(config.steps))
-        if progress is not None:
-            progress.run_started(due)
-        result: RunResult = run_pipeline(config.steps, output_for, on_failure)
-        if progress is not None:
-            progress.run_ended(result)
-        level = logging.INFO if result.ok else logging.ERROR
-        log.log(level, "run %s\n%s", "succeeded" if result.ok else "FAILED", summary(result))
-        return result.ok
-    return run_once
+def run_settings(config: Config, options: StartOptions) -> RunSettings:
+    """What every run shares: the selected steps, the ledger, the resume command."""
+    ledger_path = Path(options.ledger).resolve() if options.ledger else ledger.default_path(config.path)
+    return RunSettings(config, select_steps(config.steps, options.start_at, options.only), ledger_path,
+                       os.path.abspath(options.log_file) if options.log_file else None,
+                       options.resume_prefix(config), only=bool(options.only))
