@@ -144,7 +144,8 @@ def run_process(step: Step, output: StepOutput, env: Mapping[str, str]) -> tuple
         return None, f"could not start: {exc.strerror or exc}"
     deadline = time.monotonic() + step.timeout if step.timeout else None
     try:
-        timed_out = stream(proc, output, deadline)
+        # A step may stop writing to the pipe (EOF) long before it exits: keep waiting, within the deadline.
+        timed_out = stream(proc, output, deadline) or _wait(proc, deadline)
     except BaseException:
         terminate_group(proc)
         raise
@@ -154,6 +155,15 @@ def run_process(step: Step, output: StepOutput, env: Mapping[str, str]) -> tuple
         terminate_group(proc)
         return proc.wait(), f"timed out after {step.timeout:g} s"
     return proc.wait(), ""
+
+
+def _wait(proc: subprocess.Popen, deadline: float | None) -> bool:
+    """Wait for the step to exit; True if the deadline passed first."""
+    try:
+        proc.wait(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return True
+    return False
 
 
 def start(step: Step, lynx_env: Mapping[str, str]) -> subprocess.Popen:
@@ -202,9 +212,11 @@ def terminate_group(proc: subprocess.Popen, grace: float = GRACE_SECONDS) -> Non
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         pass
-    # Grandchildren stay in the group after the leader exits: make sure none is left.
-    _signal_group(proc.pid, signal.SIGKILL)
-    proc.wait()
+    finally:
+        # Grandchildren stay in the group after the leader exits, and a second Ctrl+C during the
+        # grace period must not skip this: make sure none is left.
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def _signal_group(pgid: int, sig: int) -> None:
