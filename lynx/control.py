@@ -1,13 +1,239 @@
-"""`lynx stop` and `lynx status` (the background issue implements them)."""
+"""`lynx stop` and `lynx status`: find the background Lynx through its pidfile, show it, stop its tree.
+
+Only psutil and the pidfile are needed here: these commands never import yaml or croniter.
+"""
 
 from __future__ import annotations
 
-from lynx.errors import UsageError
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import psutil
+
+from lynx import pidfile
+from lynx.errors import LynxError, UsageError
+
+NOT_RUNNING = 3
+KILL_WAIT = 5.0   # after SIGKILL, how long to wait for the kernel to take the processes away
 
 
 def stop(args: dict[str, object]) -> int:
-    raise UsageError("`lynx stop` is not available yet")
+    """Stop the background Lynx (asking first on a terminal); 0 stopped or not running, 1 refused."""
+    path = Path(str(args["--pid-file"]))
+    timeout = parse_timeout(args["--timeout"])
+    record = pidfile.read(path)
+    if record is None:
+        print(f"lynx: not running (no pidfile {path})")
+        return 0
+    proc, why = pidfile.identify(record)
+    if proc is None:
+        pidfile.remove(path, record["pid"])
+        print(f"lynx: not running: removed the stale pidfile {path} ({why})")
+        return 0
+    print("\n".join(describe(path, record, proc)))
+    if not args["--yes"] and not confirm(f"Stop Lynx pid {proc.pid}? [y/N] "):
+        print("lynx: not stopped")
+        return 1
+    print(f"lynx: sent SIGTERM to pid {proc.pid}; waiting up to {timeout:g} s for it to stop")
+    clean = terminate(proc, timeout)
+    pidfile.remove(path, proc.pid)   # a killed daemon could not remove it itself
+    if clean:
+        print(f"lynx: stopped (pid {proc.pid})")
+    else:
+        print(f"lynx: pid {proc.pid} did not stop within {timeout:g} s: killed it and its processes")
+    return 0
 
 
 def status(args: dict[str, object]) -> int:
-    raise UsageError("`lynx status` is not available yet")
+    """Say whether the background Lynx runs and how its runs went; 0 running, 3 not running."""
+    path = Path(str(args["--pid-file"]))
+    record = pidfile.read(path)
+    if record is None:
+        print(f"lynx: not running (no pidfile {path})")
+        return NOT_RUNNING
+    proc, why = pidfile.identify(record)
+    if proc is None:
+        print(f"lynx: not running (stale pidfile {path}: {why}; `lynx stop` or the next start removes it)")
+        return NOT_RUNNING
+    print("\n".join(describe(path, record, proc)))
+    return 0
+
+
+def parse_timeout(value: object) -> float:
+    """--timeout as seconds >= 0."""
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise UsageError(f"--timeout: {value!r} is not a number of seconds >= 0")
+    return seconds
+
+
+def confirm(question: str) -> bool:
+    """Ask on the terminal; no terminal is a refusal (never hang), end of input means no."""
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise LynxError("not stopped: no terminal to ask on; use `lynx stop --yes` to stop without asking")
+    sys.stdout.write(question)
+    sys.stdout.flush()
+    answer = sys.stdin.readline()
+    if not answer:
+        sys.stdout.write("\n")
+    return answer.strip().lower() in ("y", "yes")
+
+
+# --- showing ---------------------------------------------------------------------------------------
+
+
+def describe(path: Path, record: pidfile.Record, proc: psutil.Process) -> list[str]:
+    """What `status` and `stop` show about a running background Lynx."""
+    up = time.time() - proc.create_time()
+    lines = [f"lynx: running in the background (pid {proc.pid}, up {duration(up)})",
+             f"  started:   {when(record.get('started'))}",
+             f"  config:    {record.get('config') or '?'}",
+             f"  log file:  {record.get('log_file') or 'none (output discarded)'}",
+             f"  pidfile:   {os.path.abspath(path)}",
+             f"  now:       {doing(record)}",
+             f"  next run:  {when(record.get('next_fire')) if record.get('next_fire') else '-'}"]
+    return lines + [f"  last run:  {last_run(record.get('last_run'))}",
+                    f"  runs:      {record.get('runs', 0)}"]
+
+
+def doing(record: pidfile.Record) -> str:
+    """What the daemon is doing now, from its pidfile."""
+    running = record.get("running")
+    if record.get("state") == "running" and running:
+        due = f", run due {when(running['due'])}" if running.get("due") else ""
+        step = f"step '{running['step']}' since {when(running['step_started'])}" if running.get("step") \
+            else f"a run since {when(running.get('started'))}"
+        return f"running {step}{due}"
+    if record.get("state") == "waiting":
+        return "waiting for the next run" if record.get("next_fire") else "the schedule has ended"
+    return "starting"
+
+
+def last_run(run: dict | None) -> str:
+    """'<start>, took <duration>: <result>' for the last run, or 'none yet'."""
+    if not run:
+        return "none yet"
+    text = f"{when(run.get('started'))}, took {duration(run.get('duration') or 0.0)}: {run.get('result')}"
+    if run.get("failed_step"):
+        text += f" (step '{run['failed_step']}': {run.get('reason')})"
+    return text
+
+
+def when(text: str | None) -> str:
+    """An ISO-8601 time from the pidfile as '2026-01-31 12:00:00+01:00'."""
+    if not text:
+        return "?"
+    try:
+        return datetime.fromisoformat(text).isoformat(sep=" ", timespec="seconds")
+    except ValueError:
+        return text
+
+
+def duration(seconds: float) -> str:
+    """1.23 s, 2 min 05 s, 3 h 04 min, 2 d 05 h."""
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days} d {hours:02d} h"
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+# --- stopping the process tree ---------------------------------------------------------------------
+
+
+def terminate(proc: psutil.Process, timeout: float) -> bool:
+    """SIGTERM the daemon; after `timeout` s kill what is left of its tree; True if it stopped itself."""
+    tree = descendants(proc)   # before signalling: once the daemon is gone, orphans have no parent to find
+    groups = step_groups(proc, tree)
+    try:
+        proc.terminate()
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.AccessDenied as exc:
+        raise LynxError(f"not allowed to stop pid {proc.pid}: run `lynx stop` as the user who "
+                        "started it") from exc
+    clean = wait_gone([proc], timeout)
+    if not clean:
+        tree += [p for p in descendants(proc) if p not in tree]   # started since the first look
+        kill([proc])
+    # Even after a clean exit: a step's child that left the step's process group survives the
+    # daemon's group kill; so do orphans that stayed in the group but were never seen in the tree.
+    leftovers = [p for p in tree if not is_gone(p)] + group_members(groups, tree)
+    kill(leftovers)
+    wait_gone([proc, *leftovers], KILL_WAIT)
+    return clean
+
+
+def descendants(proc: psutil.Process) -> list[psutil.Process]:
+    """The process's descendants (never this `lynx stop` itself, should a step have run it)."""
+    try:
+        return [p for p in proc.children(recursive=True) if p.pid != os.getpid()]
+    except psutil.Error:
+        return []
+
+
+def step_groups(proc: psutil.Process, tree: list[psutil.Process]) -> set[int]:
+    """The process groups of the daemon's descendants (each step leads its own); POSIX only."""
+    if not hasattr(os, "getpgid"):
+        return set()
+    groups = {pgid(member.pid) for member in tree}
+    return groups - {None, pgid(0), pgid(proc.pid)}
+
+
+def pgid(pid: int) -> int | None:
+    """The process group of `pid`, None if it is gone."""
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def group_members(groups: set[int], known: list[psutil.Process]) -> list[psutil.Process]:
+    """Live processes in `groups` that are not in `known`."""
+    if not groups:
+        return []
+    skip = {os.getpid()} | {p.pid for p in known}
+    found = []
+    for pid in psutil.pids():
+        if pid not in skip and pgid(pid) in groups:
+            try:
+                found.append(psutil.Process(pid))
+            except psutil.Error:
+                pass
+    return found
+
+
+def kill(procs: list[psutil.Process]) -> None:
+    """SIGKILL each process (psutil refuses if its pid was reused since it was looked up)."""
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+
+
+def is_gone(proc: psutil.Process) -> bool:
+    """Exited (a zombie not yet reaped by its parent counts) or its pid reused by another process."""
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def wait_gone(procs: list[psutil.Process], timeout: float) -> bool:
+    """Poll until every process is gone; False if some remain after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not all(is_gone(p) for p in procs):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True

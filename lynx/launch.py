@@ -80,9 +80,10 @@ def start(args: dict[str, object]) -> int:
     config = load(options.config_file)
     schedule = build_schedule(config)
     select_steps(config.steps, options.start_at, options.only)  # a wrong name is an error before any run
-    if options.background:
-        from lynx.background import start_background
-        return start_background(
+    from lynx import background  # light: python-daemon and psutil are imported only when used
+
+    if options.background or background.is_daemon_child():
+        return background.start_background(
             options, lambda opts, progress: run(config, schedule, opts, screen=False, progress=progress))
     return run(config, schedule, options, screen=True)
 
