@@ -1,0 +1,316 @@
+"""The run ledger (.lynx/runs.jsonl): what a run records, how damage is survived, and `lynx history`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import signal
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import lynx_env, wait_for
+
+from lynx import ledger
+from lynx.runner import RunResult, StepResult
+
+RUN_KEYS = {"run_id", "trigger", "config", "start", "end", "duration", "result", "steps"}
+STEP_KEYS = {"name", "attempts", "ok", "exit_status", "signal", "reason", "duration", "log_file"}
+HEADER = re.compile(r"^started\s+duration\s+trigger\s+result\s+steps\s+run id$", re.MULTILINE)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def default_ledger(config: Path) -> Path:
+    return config.parent / ".lynx" / "runs.jsonl"
+
+
+def fake_entry(n: int, status: str = "ok") -> dict:
+    """A ledger entry for run number n, n minutes after T0."""
+    start = T0 + timedelta(minutes=n)
+    steps = RunResult([StepResult("only", 0, returncode=0 if status == "ok" else 2, duration=1.5, attempts=1,
+                                  reason="exit status 0" if status == "ok" else "exit status 2")])
+    return ledger.entry(f"run-{n}", "manual", start, start + timedelta(seconds=2), status, steps,
+                        Path("/x/config.yaml"), None)
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def ends(pid: int, started, timeout: float = 5) -> bool:
+    """True once `pid` is gone (a zombie counts); False if it still runs after `timeout` s, and then
+    `started` kills it when the test ends."""
+    try:
+        return wait_for(lambda: gone(pid), timeout=timeout)
+    except AssertionError:
+        started.add(pid)
+        return False
+
+
+# --- lynx.ledger, directly ----------------------------------------------------------------------------
+
+def test_entries_appended_are_read_back_oldest_first_and_last_n_keeps_the_newest(tmp_path):
+    path = tmp_path / "deep" / "dir" / "runs.jsonl"
+    for n in range(4):
+        ledger.append(path, fake_entry(n))
+    assert path.read_text().count("\n") == 4
+    entries, damaged = ledger.read(path)
+    assert [e["run_id"] for e in entries] == ["run-0", "run-1", "run-2", "run-3"] and damaged == 0
+    assert [e["run_id"] for e in ledger.read(path, 2)[0]] == ["run-2", "run-3"]
+
+
+def test_reading_a_ledger_that_does_not_exist_gives_no_entries(tmp_path):
+    assert ledger.read(tmp_path / "missing.jsonl") == ([], 0)
+
+
+def test_an_entry_records_the_run_and_each_step_with_exit_status_or_signal():
+    result = RunResult([
+        StepResult("prep", 0, returncode=0, duration=0.12345, attempts=1, reason="exit status 0"),
+        StepResult("train", 1, returncode=3, duration=2.0, attempts=2, reason="exit status 3"),
+        StepResult("slow", 2, returncode=-15, duration=1.0004, attempts=1, reason="timed out after 1 s"),
+    ])
+    end = T0 + timedelta(seconds=3.25)
+    entry = ledger.entry("id-1", "manual", T0, end, "failed", result, Path("/p/config.yaml"), "/p/run.log")
+    assert set(entry) == RUN_KEYS
+    assert entry["run_id"] == "id-1" and entry["trigger"] == "manual" and entry["config"] == "/p/config.yaml"
+    assert datetime.fromisoformat(entry["start"]) == T0 and datetime.fromisoformat(entry["end"]) == end
+    assert entry["duration"] == 3.25 and entry["result"] == "failed"
+    prep, train, slow = entry["steps"]
+    assert all(set(step) == STEP_KEYS and step["log_file"] == "/p/run.log" for step in entry["steps"])
+    assert prep == {"name": "prep", "attempts": 1, "ok": True, "exit_status": 0, "signal": None,
+                    "reason": "exit status 0", "duration": 0.123, "log_file": "/p/run.log"}
+    assert (train["ok"], train["attempts"], train["exit_status"], train["signal"]) == (False, 2, 3, None)
+    assert (slow["ok"], slow["exit_status"], slow["signal"], slow["reason"]) == (
+        False, None, 15, "timed out after 1 s")
+    assert json.loads(json.dumps(entry)) == entry
+
+
+def test_damaged_lines_are_counted_and_skipped_and_empty_lines_are_ignored(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    good = [json.dumps(fake_entry(n)) for n in range(3)]
+    path.write_text(f"{good[0]}\n\nnot json at all\n[1, 2]\n{good[1]}\n{good[2]}\n" + good[2][:25])
+    entries, damaged = ledger.read(path)
+    assert [e["run_id"] for e in entries] == ["run-0", "run-1", "run-2"]
+    assert damaged == 3  # the garbage line, the JSON that is no run, the half line; not the empty line
+
+
+def test_an_entry_appended_after_a_half_line_starts_on_a_fresh_line(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    half = json.dumps(fake_entry(0))[:30]
+    path.write_text(half)
+    ledger.append(path, fake_entry(1))
+    assert path.read_text().splitlines()[0] == half
+    entries, damaged = ledger.read(path)
+    assert [e["run_id"] for e in entries] == ["run-1"] and damaged == 1
+
+
+def test_a_ledger_that_cannot_be_written_is_a_warning_not_an_error(tmp_path):
+    (tmp_path / "file").write_text("in the way")
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("lynx")
+    logger.addHandler(handler)
+    try:
+        ledger.append(tmp_path / "file" / "runs.jsonl", fake_entry(0))
+    finally:
+        logger.removeHandler(handler)
+    assert any(r.levelno == logging.WARNING and "could not write the run ledger" in r.getMessage()
+               for r in records)
+
+
+def test_run_ids_sort_by_start_time_and_do_not_repeat():
+    assert ledger.new_run_id(T0) < ledger.new_run_id(T0 + timedelta(seconds=1))
+    assert len({ledger.new_run_id(T0) for _ in range(20)}) == 20
+    assert ledger.default_path(Path("/p/q/config.yaml")) == Path("/p/q/.lynx/runs.jsonl")
+
+
+# --- what real runs record ----------------------------------------------------------------------------
+
+def test_a_successful_run_appends_one_line_beside_the_config(run_lynx, write_config, write_script, tmp_path):
+    write_script("proj/ok.py", "import os\nenv = os.environ\n"
+                               "open(env['LYNX_STEP'] + '.id', 'w').write(env['LYNX_RUN_ID'])\n")
+    cfg = write_config("steps:\n  - script: ok.py\n    name: one\n  - script: ok.py\n    name: two\n",
+                       name="proj/config.yaml")
+    result = run_lynx("start", "-cf", str(cfg), "-ni", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / ".lynx").exists()
+    [entry] = lines(default_ledger(cfg))
+    assert set(entry) == RUN_KEYS
+    assert entry["run_id"] == (tmp_path / "one.id").read_text() == (tmp_path / "two.id").read_text()
+    assert entry["trigger"] == "manual" and entry["config"] == str(cfg) and entry["result"] == "ok"
+    start, end = datetime.fromisoformat(entry["start"]), datetime.fromisoformat(entry["end"])
+    assert start.tzinfo is not None and start <= end
+    assert 0 <= entry["duration"] <= (end - start).total_seconds() + 0.001
+    assert [s["name"] for s in entry["steps"]] == ["one", "two"]
+    for step in entry["steps"]:
+        assert set(step) == STEP_KEYS
+        assert (step["attempts"], step["ok"], step["exit_status"], step["signal"], step["log_file"]) == (
+            1, True, 0, None, None)
+    run_lynx("start", "-cf", str(cfg), "-ni")
+    second = lines(default_ledger(cfg))
+    assert len(second) == 2 and second[1]["run_id"] != entry["run_id"]
+
+
+def test_a_failed_run_records_the_failed_step_and_not_the_ones_after_it(run_lynx, write_config, write_script,
+                                                                        tmp_path):
+    write_script("ok.py", "pass\n")
+    write_script("bad.py", "import sys; sys.exit(3)\n")
+    cfg = write_config("steps:\n  - script: ok.py\n  - script: bad.py\n  - script: ok.py\n    name: later\n")
+    log = tmp_path / "run.log"
+    result = run_lynx("start", "-cf", str(cfg), "-ni", "-lf", "run.log")
+    assert result.returncode == 1
+    [entry] = lines(default_ledger(cfg))
+    assert entry["result"] == "failed"
+    ok, bad = entry["steps"]
+    assert ok["name"] == "ok" and ok["ok"] is True and ok["log_file"] == str(log)
+    assert bad == {**bad, "name": "bad", "ok": False, "attempts": 1, "exit_status": 3, "signal": None,
+                   "reason": "exit status 3", "log_file": str(log)}
+
+
+def test_a_timed_out_step_is_recorded_with_the_signal_that_ended_it(run_lynx, write_config, write_script):
+    write_script("hang.py", "import time; time.sleep(60)\n")
+    cfg = write_config("steps:\n  - script: hang.py\n    timeout: 1\n")
+    result = run_lynx("start", "-cf", str(cfg), "-ni", timeout=20)
+    assert result.returncode == 1
+    [entry] = lines(default_ledger(cfg))
+    assert entry["result"] == "failed"
+    [step] = entry["steps"]
+    assert (step["ok"], step["exit_status"], step["signal"], step["reason"]) == (
+        False, None, signal.SIGTERM, "timed out after 1 s")
+    assert 1 <= step["duration"] < 10
+
+
+# Both write their pid only once set up: one keeps printing to Lynx's pipe, one has sent its output away.
+SLEEPY = {
+    "printing": """
+        import os, time
+        print("working", flush=True)
+        open("step.pid", "w").write(str(os.getpid()))
+        time.sleep(60)
+        """,
+    "silent": """
+        import os, time
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        open("step.pid", "w").write(str(os.getpid()))
+        time.sleep(60)
+        """,
+}
+
+
+@pytest.mark.parametrize("step", ["printing", "silent"], ids=["step-with-output", "step-output-redirected"])
+@pytest.mark.parametrize("sig, status, recorded", [(signal.SIGINT, 130, "interrupted"),
+                                                   (signal.SIGTERM, 0, "stopped")], ids=["ctrl-c", "sigterm"])
+def test_a_run_ended_from_outside_is_recorded_and_its_step_is_ended(write_config, write_script, tmp_path,
+                                                                    started, step, sig, status, recorded):
+    write_script("quick.py", "pass\n")
+    write_script("sleepy.py", SLEEPY[step])
+    cfg = write_config("steps:\n  - script: quick.py\n  - script: sleepy.py\n")
+    proc = subprocess.Popen([sys.executable, "-m", "lynx", "start", "-cf", str(cfg), "-ni"], cwd=tmp_path,
+                            env=lynx_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    started.add(proc.pid)
+    pidfile = tmp_path / "step.pid"
+    wait_for(lambda: pidfile.exists() and pidfile.read_text(), timeout=20)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=20)
+    step_ended = ends(int(pidfile.read_text()), started, timeout=3)
+    assert proc.returncode == status, err
+    assert step_ended, "the step was left running"
+    [entry] = lines(default_ledger(cfg))
+    assert entry["result"] == recorded
+    assert entry["steps"][0]["name"] == "quick" and entry["steps"][0]["ok"] is True
+
+
+def test_the_ledger_option_puts_the_ledger_where_it_says(run_lynx, write_config, write_script, tmp_path):
+    write_script("ok.py", "pass\n")
+    cfg = write_config("steps:\n  - script: ok.py\n")
+    result = run_lynx("start", "-cf", str(cfg), "-ni", "--ledger", "records/mine.jsonl")
+    assert result.returncode == 0, result.stderr
+    assert [e["result"] for e in lines(tmp_path / "records" / "mine.jsonl")] == ["ok"]
+    assert not default_ledger(cfg).exists()
+
+
+def test_a_run_after_a_half_written_line_appends_a_line_that_parses(run_lynx, write_config, write_script,
+                                                                    tmp_path):
+    write_script("ok.py", "pass\n")
+    cfg = write_config("steps:\n  - script: ok.py\n")
+    path = default_ledger(cfg)
+    path.parent.mkdir()
+    half = json.dumps(fake_entry(0))[:40]
+    path.write_text(json.dumps(fake_entry(1)) + "\n" + half)
+    assert run_lynx("start", "-cf", str(cfg), "-ni").returncode == 0
+    text = path.read_text().splitlines()
+    assert text[1] == half
+    assert json.loads(text[2])["result"] == "ok"
+    history = run_lynx("history", "-cf", str(cfg))
+    assert history.returncode == 0
+    assert "skipped 1 damaged line" in history.stderr
+    assert "run-1" in history.stdout and json.loads(text[2])["run_id"] in history.stdout
+
+
+# --- lynx history -----------------------------------------------------------------------------------------
+
+def test_history_lists_the_last_n_runs_oldest_first_as_a_table(run_lynx, write_config, tmp_path):
+    cfg = write_config("steps:\n  - command: ['{py}', '-c', 'pass']\n")
+    path = default_ledger(cfg)
+    for n in range(4):
+        ledger.append(path, fake_entry(n, "failed" if n == 2 else "ok"))
+    result = run_lynx("history", "-cf", str(cfg), "-n", "3")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    out = result.stdout.splitlines()
+    assert HEADER.match(out[0]) and len(out) == 4
+    assert [line.split()[-1] for line in out[1:]] == ["run-1", "run-2", "run-3"]
+    local = (T0 + timedelta(minutes=1)).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    assert out[1].startswith(local)
+    assert re.search(r"\bmanual\s+failed\s+0/1 ok; only: exit status 2\s+run-2$", out[2])
+    assert re.search(r"\bmanual\s+ok\s+1/1 ok\s+run-3$", out[3])
+
+
+def test_history_reads_the_ledger_that_the_ledger_option_names(run_lynx, tmp_path):
+    path = tmp_path / "elsewhere.jsonl"
+    ledger.append(path, fake_entry(7))
+    result = run_lynx("history", "--ledger", str(path))
+    assert result.returncode == 0, result.stderr
+    assert HEADER.search(result.stdout) and "run-7" in result.stdout
+
+
+def test_history_without_a_ledger_says_no_runs_are_recorded(run_lynx, write_config, tmp_path):
+    cfg = write_config("steps:\n  - command: ['{py}', '-c', 'pass']\n")
+    result = run_lynx("history", "-cf", str(cfg))
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"no runs recorded in {default_ledger(cfg)}"
+    missing = tmp_path / "none.jsonl"
+    assert run_lynx("history", "--ledger", str(missing)).stdout.strip() == f"no runs recorded in {missing}"
+
+
+@pytest.mark.parametrize("damage", ["half line at the end", "garbage in the middle", "all three"])
+def test_history_warns_about_a_damaged_ledger_and_still_lists_the_good_runs(run_lynx, tmp_path, damage):
+    good = [json.dumps(fake_entry(n)) for n in range(2)]
+    text, count = {
+        "half line at the end": (f"{good[0]}\n{good[1]}\n{good[1][:20]}", 1),
+        "garbage in the middle": (f"{good[0]}\n}}{{garbage\n{good[1]}\n", 1),
+        "all three": (f"{good[0]}\n\n%%%\n{good[1]}\n{good[0][:33]}", 2),
+    }[damage]
+    path = tmp_path / "runs.jsonl"
+    path.write_text(text)
+    result = run_lynx("history", "--ledger", str(path))
+    assert result.returncode == 0
+    warning = re.search(r"^lynx: warning: .*skipped (\d+) damaged line", result.stderr, re.MULTILINE)
+    assert warning and int(warning.group(1)) == count, result.stderr
+    assert str(path) in warning.group(0)
+    assert [line.split()[-1] for line in result.stdout.splitlines()[1:]] == ["run-0", "run-1"]
