@@ -245,7 +245,10 @@ def run_daemon(options: StartOptions, target: Target, reporter: Reporter | None 
         signal.signal(signum, handler)
     path = Path(options.pid_file)
     try:
-        record = pidfile.new_record(options.config_file, options.log_file)
+        from lynx.ledger import default_path
+
+        ledger = options.ledger or str(default_path(Path(options.config_file)))
+        record = pidfile.new_record(options.config_file, options.log_file, ledger)
         pidfile.claim(path, record)
     except OSError as exc:
         reporter.error(LynxError(f"cannot write the pidfile {path}: {exc.strerror or exc}"))

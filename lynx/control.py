@@ -57,6 +57,7 @@ def status(args: dict[str, object]) -> int:
     proc, why = pidfile.identify(record)
     if proc is None:
         print(f"lynx: not running (stale pidfile {path}: {why}; `lynx stop` or the next start removes it)")
+        print("\n".join(ledger_lines(record)))
         return NOT_RUNNING
     print("\n".join(describe(path, record, proc)))
     return 0
@@ -99,7 +100,22 @@ def describe(path: Path, record: pidfile.Record, proc: psutil.Process) -> list[s
              f"  now:       {doing(record)}",
              f"  next run:  {when(record.get('next_fire')) if record.get('next_fire') else '-'}"]
     return lines + [f"  last run:  {last_run(record.get('last_run'))}",
-                    f"  runs:      {record.get('runs', 0)}"]
+                    f"  runs:      {record.get('runs', 0)}", *ledger_lines(record)]
+
+
+def ledger_lines(record: pidfile.Record) -> list[str]:
+    """The newest run in the run ledger the daemon writes to (it outlives the daemon)."""
+    if not record.get("ledger"):
+        return []
+    from lynx import ledger
+
+    entries, _ = ledger.read(Path(record["ledger"]), 1)
+    if not entries:
+        return [f"  ledger:    {record['ledger']} (no runs yet)"]
+    last = entries[-1]
+    return [f"  ledger:    {record['ledger']}",
+            f"  recorded:  run {last.get('run_id')} started {when(last.get('start'))}, "
+            f"took {duration(float(last.get('duration') or 0))}: {last.get('result')}"]
 
 
 def doing(record: pidfile.Record) -> str:

@@ -41,11 +41,11 @@ def iso(when: datetime | None) -> str | None:
     return when.isoformat(timespec="seconds") if when is not None else None
 
 
-def new_record(config: str, log_file: str | None) -> Record:
+def new_record(config: str, log_file: str | None, ledger: str | None = None) -> Record:
     """The record of this process, as the daemon writes it when it starts."""
     me = psutil.Process()
     return {"format": FORMAT, "pid": me.pid, "create_time": me.create_time(), "cmdline": me.cmdline(),
-            "cwd": os.getcwd(), "config": config, "log_file": log_file, "started": now_iso(),
+            "cwd": os.getcwd(), "config": config, "log_file": log_file, "ledger": ledger, "started": now_iso(),
             "state": "starting", "next_fire": None, "running": None, "last_run": None, "runs": 0}
 
 

@@ -182,6 +182,8 @@ def test_status_shows_pid_next_fire_and_last_run_while_running_and_exits_3_after
             or "running step" in status.stdout)   # caught between two runs, or in one
     assert re.search(r"last run:\s+\d{4}-.*took .*: ok", status.stdout)
     assert str(tmp_path / "lynx.log") in status.stdout
+    assert f"ledger:    {tmp_path / '.lynx' / 'runs.jsonl'}" in status.stdout
+    assert re.search(r"recorded:\s+run \S+ started .*: ok", status.stdout)
 
     os.kill(pid, signal.SIGHUP)   # logged and ignored: the schedule goes on
     wait_for(lambda: "SIGHUP" in (tmp_path / "lynx.log").read_text(), timeout=10)
