@@ -1,13 +1,14 @@
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
-version = {}
-exec(Path("lynx/__init__.py").read_text(), version)
+# Read the version without importing the package (its dependencies may not be installed yet).
+version = re.search(r'__version__ = "([^"]+)"', Path("lynx/__init__.py").read_text())
 
 setup(
     name="lynx-pipeline",
-    version=version["__version__"],
+    version=version.group(1),
     description="Chain the scripts of a research pipeline and run them once or on a cron schedule",
     long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",

@@ -114,8 +114,8 @@ def ledger_lines(record: pidfile.Record) -> list[str]:
         return [f"  ledger:    {record['ledger']} (no runs yet)"]
     last = entries[-1]
     return [f"  ledger:    {record['ledger']}",
-            f"  recorded:  run {last.get('run_id')} started {when(last.get('start'))}, "
-            f"took {duration(float(last.get('duration') or 0))}: {last.get('result')}"]
+            (f"  recorded:  run {last.get('run_id')} started {when(last.get('start'))}, "
+             f"took {duration(float(last.get('duration') or 0))}: {last.get('result')}")]
 
 
 def doing(record: pidfile.Record) -> str:

@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import sys
+from pathlib import Path
 
 
 def main() -> int:
@@ -14,7 +15,7 @@ def main() -> int:
     parser.add_argument("--max-rmse", type=float, default=0.5)
     args = parser.parse_args()
 
-    model = json.loads(open(args.model).read())
+    model = json.loads(Path(args.model).read_text())
     with open(args.data, newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r["split"] == "test"]
     errors = [model["slope"] * float(r["x"]) + model["intercept"] - float(r["y"]) for r in rows]
