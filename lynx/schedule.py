@@ -88,7 +88,9 @@ def run_loop(schedule: Schedule, run_once: RunOnce, clock: Clock, keep_running: 
         if due is None:
             log.info("the schedule has no more fire times; done")
             return 0
-        fire_at = due + timedelta(seconds=rng.uniform(0, schedule.jitter)) if schedule.jitter else due
+        # Arithmetic and comparisons in UTC: on a zone's wall clock, the second pass of a repeated
+        # hour (fold=1) would compare equal to the first and lose its fold when a delta is added.
+        fire_at = _utc(due) + timedelta(seconds=rng.uniform(0, schedule.jitter) if schedule.jitter else 0)
         if not clock.sleep_until(fire_at):
             log.info("end of input: stopped while waiting for %s", _fmt(due))
             return 0
@@ -102,7 +104,7 @@ def run_loop(schedule: Schedule, run_once: RunOnce, clock: Clock, keep_running: 
                 log.error("the run due %s failed; ending the schedule (use --keep-running to go on)",
                           _fmt(due))
                 return 1
-        floor = max(clock.now(), due)
+        floor = max(_utc(clock.now()), _utc(due))
         due = _next_after_run(schedule, due, floor, "the previous run was still going"
                               if woke - fire_at <= MISFIRE_GRACE else "the clock jumped or the machine slept")
 
@@ -111,10 +113,10 @@ def _next_after_run(schedule: Schedule, due: datetime, floor: datetime, why: str
     """The first fire time after `floor`, logging the ones skipped since `due`."""
     skipped: list[datetime] = []
     nxt = schedule.next_fire(due, inclusive=False)
-    while nxt is not None and nxt <= floor and len(skipped) < COUNT_SKIPPED:
+    while nxt is not None and _utc(nxt) <= floor and len(skipped) < COUNT_SKIPPED:
         skipped.append(nxt)
         nxt = schedule.next_fire(nxt, inclusive=False)
-    if nxt is not None and nxt <= floor:   # too many to count: jump straight past them
+    if nxt is not None and _utc(nxt) <= floor:   # too many to count: jump straight past them
         nxt = schedule.next_fire(floor, inclusive=False)
     _log_skipped(skipped, why)
     return nxt
@@ -138,6 +140,10 @@ def _announce(due: datetime | None, on_next: Callable[[datetime | None], None] |
         log.info("next run at %s", _fmt(due))
     if on_next is not None:
         on_next(due)
+
+
+def _utc(when: datetime) -> datetime:
+    return when.astimezone(timezone.utc)
 
 
 def _fmt(when: datetime) -> str:

@@ -6,6 +6,7 @@ import logging
 import random
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from conftest import FakeClock
 
 from lynx.schedule import run_loop
@@ -145,3 +146,36 @@ def test_the_next_fire_time_is_reported_after_every_run(fake_clock):
     runs = Runs(fake_clock, stop_after=2)
     drive(EverySeconds(10), runs, fake_clock, on_next=seen.append)
     assert seen == [T0, T0 + timedelta(seconds=10)]
+
+
+# --- the loop over real daylight-saving nights, with real cron schedules and zones ---------------
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(timezone.utc)
+
+
+DST_NIGHTS = [
+    ("berlin-spring-forward", {"hour": 2, "minute": 30, "timezone": "Europe/Berlin"}, "2026-03-28T12:00:00+01:00",
+     ["2026-03-29T03:30:00+02:00", "2026-03-30T02:30:00+02:00"]),
+    ("berlin-fall-back", {"hour": 2, "minute": 30, "timezone": "Europe/Berlin"}, "2026-10-24T12:00:00+02:00",
+     ["2026-10-25T02:30:00+02:00", "2026-10-25T02:30:00+01:00", "2026-10-26T02:30:00+01:00"]),
+    ("new-york-spring-forward", {"hour": 2, "minute": 0, "timezone": "America/New_York"},
+     "2026-03-07T12:00:00-05:00",
+     ["2026-03-08T03:00:00-04:00", "2026-03-09T02:00:00-04:00"]),
+    ("new-york-fall-back", {"hour": 1, "minute": 30, "timezone": "America/New_York"},
+     "2026-10-31T12:00:00-04:00",
+     ["2026-11-01T01:30:00-04:00", "2026-11-01T01:30:00-05:00", "2026-11-02T01:30:00-05:00"]),
+]
+
+
+@pytest.mark.parametrize("cron, start, expected", [case[1:] for case in DST_NIGHTS],
+                         ids=[case[0] for case in DST_NIGHTS])
+def test_the_loop_fires_through_daylight_saving_nights_as_apscheduler_does(cron, start, expected):
+    from lynx.cron import build
+
+    expected = [utc(text) for text in expected]
+    clock = FakeClock(utc(start))
+    runs = Runs(clock, duration=60, stop_after=len(expected))
+    drive(build(cron), runs, clock)
+    assert [due.astimezone(timezone.utc) for due in runs.due] == expected
+    assert [w.astimezone(timezone.utc) for w in clock.waits] == expected
