@@ -30,6 +30,23 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: f
         time.sleep(interval)
 
 
+def gone(pid: int) -> bool:
+    """True when no process has `pid` any more; an exited but unreaped zombie counts as gone."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def ends(pid: int, started, timeout: float = 5) -> bool:
+    """True once `pid` is gone; False if it still runs after `timeout` s (then `started` kills it later)."""
+    try:
+        return wait_for(lambda: gone(pid), timeout=timeout)
+    except AssertionError:
+        started.add(pid)
+        return False
+
+
 class FakeClock:
     """A clock whose sleep advances time at once and records each wait."""
 

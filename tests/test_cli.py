@@ -11,7 +11,7 @@ import time
 
 import psutil
 import pytest
-from conftest import REPO, lynx_env, wait_for
+from conftest import REPO, gone, lynx_env, wait_for
 
 from lynx.cli import USAGE, expand_aliases, parse
 
@@ -198,7 +198,7 @@ def test_ctrl_c_ends_the_running_step_and_says_where(spawn_lynx, write_config, w
     child.expect(pexpect_eof())
     child.close()
     assert child.exitstatus == 130
-    assert not psutil.pid_exists(step_pid) or psutil.Process(step_pid).status() == psutil.STATUS_ZOMBIE
+    assert gone(step_pid)
 
 
 def pexpect_eof():

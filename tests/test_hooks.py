@@ -7,9 +7,8 @@ import json
 import textwrap
 from pathlib import Path
 
-import psutil
 import pytest
-from conftest import wait_for
+from conftest import ends
 
 from lynx.config import load
 
@@ -61,23 +60,6 @@ def hook_env(tmp_path: Path, event: str) -> dict[str, str]:
 
 def last_run(config: Path) -> dict:
     return json.loads((config.parent / ".lynx" / "runs.jsonl").read_text().splitlines()[-1])
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def ends(pid: int, started, timeout: float = 5) -> bool:
-    """True once `pid` is gone (a zombie counts); False if it still runs after `timeout` s, and then
-    `started` kills it when the test ends."""
-    try:
-        return wait_for(lambda: gone(pid), timeout=timeout)
-    except AssertionError:
-        started.add(pid)
-        return False
 
 
 ALL_HOOKS = """

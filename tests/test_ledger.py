@@ -11,9 +11,8 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import psutil
 import pytest
-from conftest import lynx_env, wait_for
+from conftest import ends, lynx_env, wait_for
 
 from lynx import ledger
 from lynx.runner import RunResult, StepResult
@@ -39,23 +38,6 @@ def fake_entry(n: int, status: str = "ok") -> dict:
                                   reason="exit status 0" if status == "ok" else "exit status 2")])
     return ledger.entry(f"run-{n}", "manual", start, start + timedelta(seconds=2), status, steps,
                         Path("/x/config.yaml"), None)
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def ends(pid: int, started, timeout: float = 5) -> bool:
-    """True once `pid` is gone (a zombie counts); False if it still runs after `timeout` s, and then
-    `started` kills it when the test ends."""
-    try:
-        return wait_for(lambda: gone(pid), timeout=timeout)
-    except AssertionError:
-        started.add(pid)
-        return False
 
 
 # --- lynx.ledger, directly ----------------------------------------------------------------------------

@@ -6,8 +6,7 @@ import sys
 import threading
 from pathlib import Path
 
-import psutil
-from conftest import wait_for
+from conftest import gone, wait_for
 
 from lynx.config import Step
 from lynx.output import StepOutput
@@ -109,8 +108,7 @@ def test_a_timed_out_step_and_its_grandchild_are_ended(tmp_path):
     assert not result.ok
     assert result.steps[0].reason == "timed out after 1.5 s"
     grandchild = int(pidfile.read_text())
-    assert wait_for(lambda: not psutil.pid_exists(grandchild) or
-                    psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE, timeout=5)
+    assert wait_for(lambda: gone(grandchild), timeout=5)
 
 
 def test_a_step_that_cannot_start_is_a_failed_step_not_a_crash(tmp_path):
@@ -127,8 +125,7 @@ def test_a_background_process_holding_the_pipe_does_not_hang_the_run(tmp_path):
     result = run_pipeline([py_step("leaves", code)], Sink())
     assert result.ok
     left = int(pidfile.read_text())
-    assert wait_for(lambda: not psutil.pid_exists(left) or
-                    psutil.Process(left).status() == psutil.STATUS_ZOMBIE, timeout=5)
+    assert wait_for(lambda: gone(left), timeout=5)
 
 
 def test_continue_on_failure_goes_on_and_the_run_counts_as_failed():

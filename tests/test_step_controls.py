@@ -10,8 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
-from conftest import lynx_env, wait_for
+from conftest import ends, lynx_env
 
 # Records which step ran (in `ran`) and the LYNX_* variables it saw (in env-NAME.json); exits 3 while a
 # file fail-NAME exists next to it, so a test can make a step fail and then fix it.
@@ -46,23 +45,6 @@ def ran(folder: Path) -> list[str]:
 def ledger(config: Path) -> list[dict]:
     path = config.parent / ".lynx" / "runs.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def ends(pid: int, started, timeout: float = 5) -> bool:
-    """True once `pid` is gone (a zombie counts); False if it still runs after `timeout` s, and then
-    `started` kills it when the test ends."""
-    try:
-        return wait_for(lambda: gone(pid), timeout=timeout)
-    except AssertionError:
-        started.add(pid)
-        return False
 
 
 def option(argv: list[str], flag: str) -> str | None:
