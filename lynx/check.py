@@ -49,20 +49,28 @@ def fire_times(schedule, after: datetime, count: int) -> list[datetime]:
     return fires
 
 
-def step_fields(step: Step) -> dict[str, object]:
-    """What a step will run, as plain data."""
+def step_fields(step: Step, config: Config | None = None) -> dict[str, object]:
+    """What a step will run, as plain data (with the sbatch command line of a Slurm step)."""
     fields: dict[str, object] = {"name": step.name, "line": step.line, "argv": list(step.argv),
                                  "cwd": str(step.cwd) if step.cwd else None}
-    for key in ("timeout", "retries", "retry_delay", "continue_on_failure"):
+    for key in ("timeout", "retries", "retry_delay", "continue_on_failure", "executor"):
         fields[key] = getattr(step, key)
     fields["env"] = dict(step.env)
+    fields["sbatch"] = sbatch_command(step, config) if step.executor == "slurm" else None
     return fields
+
+
+def sbatch_command(step: Step, config: Config | None) -> list[str]:
+    """The sbatch command line the step is submitted with."""
+    from lynx import slurm
+
+    return slurm.command(step, slurm.output_dir(config.path if config else None))
 
 
 def as_json(config: Config, schedule, fires: list[datetime]) -> dict[str, object]:
     return {
         "config": str(config.path),
-        "steps": [step_fields(step) for step in config.steps],
+        "steps": [step_fields(step, config) for step in config.steps],
         "runs_once": schedule is None,
         "timezone": schedule.timezone_name if schedule else None,
         "expression": schedule.expression if schedule else None,
@@ -76,6 +84,8 @@ def as_text(config: Config, schedule, fires: list[datetime]) -> str:
     for number, step in enumerate(config.steps, 1):
         lines.append(f"  {number}. {step.name:<{width}}  {shlex.join(step.argv)}")
         lines.extend(f"     {extra}" for extra in _step_extras(step))
+        if step.executor == "slurm":
+            lines.append(f"     runs on Slurm: {shlex.join(sbatch_command(step, config))}")
     lines.append("")
     if schedule is None:
         lines.append("schedule: none (no cron section): the pipeline runs once")

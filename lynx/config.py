@@ -34,6 +34,8 @@ class Step:
     retries: int = 0
     retry_delay: float = 0.0
     continue_on_failure: bool = False
+    executor: str = "local"        # "local" or "slurm"
+    slurm: Mapping[str, Any] = field(default_factory=dict)  # sbatch options (text), extra_args (a tuple)
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,17 @@ class Config:
 _YAML = "tag:yaml.org,2002:"
 _MERGE = _YAML + "merge"
 _VALUE = _YAML + "value"  # PyYAML tags a lone `=` so but cannot construct it; Lynx reads it as text
-_TOP_KEYS = ("steps", "configs", "cron", "hooks")
+_TOP_KEYS = ("steps", "configs", "cron", "hooks", "executor", "slurm")
 _HOOK_EVENTS = ("on_start", "on_success", "on_failure")
 _STEP_KEYS = ("script", "command", "arguments", "name", "python", "timeout", "retries", "retry_delay",
-              "env", "cwd", "continue_on_failure")
+              "env", "cwd", "continue_on_failure", "executor", "slurm")
+_EXECUTORS = ("local", "slurm")
+# `slurm:` keys that become one sbatch option each; extra_args is the way to pass anything else.
+SLURM_OPTIONS = ("partition", "time", "cpus_per_task", "mem", "gres", "account", "qos", "job_name")
+_SLURM_KEYS = (*SLURM_OPTIONS, "extra_args")
+# sbatch options Lynx sets itself to follow the job: passing them again would break that.
+_SLURM_RESERVED = ("--wrap", "--output", "--error", "--parsable", "--chdir", "--export", "--wait", "--array",
+                   "--input", "--open-mode", "-o", "-e", "-D", "-W", "-a", "-i")
 _Entry = tuple["Node", "Node"]  # (key node, value node)
 
 
@@ -120,6 +129,8 @@ class _Context:
     base: Path                  # the config file's directory
     cwd: Path
     scalars: dict[int, Any] = field(default_factory=dict)
+    executor: str = "local"     # the top-level default for steps
+    slurm: dict[str, Any] = field(default_factory=dict)  # the top-level `slurm:` defaults
 
     def fail(self, at: Node | int, path: str, problem: str) -> NoReturn:
         """Raise the one-line ConfigError 'FILE:LINE: PATH: PROBLEM'."""
@@ -144,6 +155,8 @@ def load(path: str | Path) -> Config:
                            f"got {_describe(root, ctx)}")
     top = _map(root, "", ctx)
     _check_keys(top, _TOP_KEYS, "", ctx)
+    ctx.executor = _executor(top.entries.get("executor"), "executor", ctx) or "local"
+    ctx.slurm = _slurm(top.entries.get("slurm"), "slurm", ctx)
     bodies, owners = _configs(top.entries.get("configs"), ctx)
     steps = _steps(top.entries.get("steps"), root, bodies, owners, ctx)
     return Config(path=file, steps=steps, cron=_cron(top.entries.get("cron"), ctx),
@@ -400,6 +413,9 @@ def _fields(body: _Map, item: Node, path: str, ctx: _Context) -> tuple[dict[str,
         fields["env"] = _env(get("env"), f"{path}.env", ctx)
     if get("cwd"):
         fields["cwd"] = _directory(get("cwd"), f"{path}.cwd", ctx)
+    fields["executor"] = _executor(get("executor"), f"{path}.executor", ctx) or ctx.executor
+    if fields["executor"] == "slurm":  # the step's own keys win over the top-level ones, key by key
+        fields["slurm"] = {**ctx.slurm, **_slurm(get("slurm"), f"{path}.slurm", ctx)}
     return {"argv": tuple(argv), "line": _line(item), "script": script, **fields}, stem
 
 
@@ -478,6 +494,46 @@ def _env(entry: _Entry, path: str, ctx: _Context) -> dict[str, str]:
             ctx.fail(name_node, _join(path, name), "not a valid environment variable name")
         env[name] = _text(value, _join(path, name), ctx)
     return env
+
+
+def _executor(entry: _Entry | None, path: str, ctx: _Context) -> str | None:
+    return _typed(entry, path, ctx, "'local' or 'slurm'", lambda v: v in _EXECUTORS)
+
+
+def _slurm(entry: _Entry | None, path: str, ctx: _Context) -> dict[str, Any]:
+    """`slurm:` options as text (numbers as written), extra_args as a tuple of words."""
+    if entry is None or _is_null(entry[1], ctx):
+        return {}
+    if entry[1].id != "mapping":
+        ctx.fail(entry[0], path, f"expected a mapping such as `partition: gpu`, got {_describe(entry[1], ctx)}")
+    body = _map(entry[1], path, ctx)
+    _check_keys(body, _SLURM_KEYS, path, ctx)
+    options: dict[str, Any] = {}
+    for key, (key_node, value) in body.entries.items():
+        where = f"{path}.{key}"
+        if _is_null(value, ctx):
+            continue
+        if key == "extra_args":
+            options[key] = _extra_args(body.entries[key], where, ctx)
+        elif key == "cpus_per_task":
+            options[key] = str(_typed(body.entries[key], where, ctx, "a whole number >= 1",
+                                      lambda v: _is_number(v) and isinstance(v, int) and v >= 1))
+        else:
+            options[key] = _typed(body.entries[key], where, ctx, "a non-empty string or number",
+                                  lambda v: _is_text(v) or _is_number(v)) and value.value
+    return options
+
+
+def _extra_args(entry: _Entry, path: str, ctx: _Context) -> tuple[str, ...]:
+    """Each element split like `arguments`; the options Lynx sets itself are refused."""
+    words = [(word, node, where) for text, node, where in _items(entry, path, ctx, "a list of strings")
+             for word in _split(text, node, where, ctx)]
+    for word, node, where in words:
+        option = word.split("=", 1)[0]
+        if option in _SLURM_RESERVED or (option[:2] in _SLURM_RESERVED and not word.startswith("--")):
+            ctx.fail(node, where, f"{option} is set by Lynx itself (it follows the job's output and exit "
+                                  "status); remove it")
+    return tuple(word for word, _, _ in words)
 
 
 # --- values --------------------------------------------------------------------------------------------

@@ -92,9 +92,12 @@ def entry(run_id: str, trigger: str, started: datetime, ended: datetime, status:
 
 def _step(step: Any, log_file: str | None) -> dict[str, Any]:
     code = step.returncode
-    return {
+    fields = {
         "name": step.name, "attempts": step.attempts, "ok": step.ok,
         "exit_status": code if code is not None and code >= 0 else None,
         "signal": -code if code is not None and code < 0 else None,
         "reason": step.reason, "duration": round(step.duration, 3), "log_file": log_file,
     }
+    if getattr(step, "job_id", None):  # a Slurm step: the job of its last attempt
+        fields["job_id"] = step.job_id
+    return fields

@@ -41,6 +41,7 @@ class StepResult:
     attempts: int = 0
     reason: str = ""          # human text: "exit status 1", "killed by SIGKILL", "timed out after 5 s"
     tolerated: bool = False   # failed, but the step has continue_on_failure
+    job_id: str | None = None  # the Slurm job of the last attempt, for a Slurm step
 
     @property
     def ok(self) -> bool:
@@ -121,7 +122,7 @@ def run_step(step: Step, index: int, total: int, output: StepOutput,
         result.attempts = attempt
         suffix = f" (attempt {attempt}/{step.retries + 1})" if step.retries else ""
         log.info("step %d/%d '%s' started%s", index + 1, total, step.name, suffix)
-        result.returncode, result.reason = run_process(step, output, env)
+        result.returncode, result.reason = _attempt(step, output, env, result)
         if result.returncode == 0 and not result.reason:
             break
         if attempt <= step.retries:
@@ -134,6 +135,18 @@ def run_step(step: Step, index: int, total: int, output: StepOutput,
     log.log(level, "step %d/%d '%s' %s after %s", index + 1, total, step.name,
             "succeeded" if result.ok else f"failed ({result.reason})", format_duration(result.duration))
     return result
+
+
+def _attempt(step: Step, output: StepOutput, env: Mapping[str, str], result: StepResult
+             ) -> tuple[int | None, str]:
+    """Run the step once, here or as a Slurm job (whose id goes into `result`)."""
+    if step.executor != "slurm":
+        return run_process(step, output, env)
+    from lynx import slurm  # only pipelines with Slurm steps pay for it
+
+    directory = slurm.output_dir(env.get("LYNX_CONFIG"))
+    code, reason, result.job_id = slurm.run_job(step, output, environment(step, env), directory)
+    return code, reason
 
 
 def run_process(step: Step, output: StepOutput, env: Mapping[str, str]) -> tuple[int | None, str]:
@@ -168,11 +181,16 @@ def _wait(proc: subprocess.Popen, deadline: float | None) -> bool:
 
 def start(step: Step, lynx_env: Mapping[str, str]) -> subprocess.Popen:
     """Start a step in its own process group, output to one pipe, no shell, no stdin."""
-    env = {**os.environ, **step.env, **lynx_env, "PYTHONUNBUFFERED": "1"}
+    env = environment(step, lynx_env)
     group = {"start_new_session": True} if POSIX else {
         "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
     return subprocess.Popen(list(step.argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, cwd=step.cwd, env=env, bufsize=0, **group)
+
+
+def environment(step: Step, lynx_env: Mapping[str, str]) -> dict[str, str]:
+    """A step's environment: Lynx's own, the step's `env`, the LYNX_* variables, unbuffered Python."""
+    return {**os.environ, **step.env, **lynx_env, "PYTHONUNBUFFERED": "1"}
 
 
 def stream(proc: subprocess.Popen, output: StepOutput, deadline: float | None) -> bool:

@@ -1,0 +1,252 @@
+"""Run a step as a Slurm batch job: submit it with sbatch, follow its output file, take its exit code.
+
+Imported only when a Slurm step runs or is checked, so that local pipelines never pay for it. Every
+Slurm client runs in its own session: a Ctrl+C on the terminal reaches Lynx, which then cancels the job
+itself, and never kills a half-done `sbatch` or `scancel`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from lynx.config import SLURM_OPTIONS, Step
+from lynx.output import CHUNK, StepOutput
+
+log = logging.getLogger("lynx")
+
+POLL_SECONDS = 0.5      # how often the job's state is asked for (one scontrol call each)
+READ_SECONDS = 0.1      # how often the output file is read for new bytes
+CLIENT_TIMEOUT = 60.0   # a Slurm client that hangs this long (controller unreachable) is given up on
+CANCEL_WAIT = 60.0      # after scancel, how long to wait for Slurm to report the job ended
+# States after which a job never runs again; anything else (PENDING, RUNNING, COMPLETING, ...) is waited on.
+ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE",
+         "OUT_OF_MEMORY", "SPECIAL_EXIT", "GONE"}
+WHY = {"TIMEOUT": "the job's time limit was reached", "NODE_FAIL": "its node failed",
+       "CANCELLED": "cancelled outside Lynx", "PREEMPTED": "preempted", "BOOT_FAIL": "its node failed to boot",
+       "DEADLINE": "its deadline passed", "OUT_OF_MEMORY": "out of memory",
+       "GONE": "Slurm no longer knows the job (its result was not kept)"}
+
+
+class SlurmError(Exception):
+    """A Slurm client failed; the message is Slurm's own, made one line."""
+
+
+@dataclass
+class JobState:
+    """What Slurm says about a job: its state and its exit code and signal."""
+
+    state: str
+    exit_code: int = 0
+    signal: int = 0
+
+    @property
+    def ended(self) -> bool:
+        return self.state in ENDED
+
+
+def output_dir(config_path: str | os.PathLike | None) -> Path:
+    """Where job output files go: CONFIG_DIR/.lynx/slurm (next to the run ledger); it must be shared."""
+    base = Path(config_path).resolve().parent if config_path else Path.cwd()
+    return base / ".lynx" / "slurm"
+
+
+def command(step: Step, directory: Path) -> list[str]:
+    """The exact sbatch command line for `step` (the job id fills %j in the output file's name)."""
+    options = step.slurm
+    argv = ["sbatch", "--parsable", f"--job-name={options.get('job_name') or 'lynx-' + step.name}",
+            f"--output={directory / (_safe(step.name) + '-%j.out')}",
+            f"--chdir={step.cwd or os.getcwd()}", "--export=ALL"]
+    argv += [f"--{key.replace('_', '-')}={options[key]}" for key in SLURM_OPTIONS
+             if key != "job_name" and options.get(key)]
+    # exec: the step's own process is the job's, so scancel's signals and its exit status are its own.
+    return [*argv, *options.get("extra_args", ()), "--wrap", "exec " + shlex.join(step.argv)]
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "step"
+
+
+def run_job(step: Step, output: StepOutput, env: Mapping[str, str], directory: Path
+            ) -> tuple[int | None, str, str | None]:
+    """Submit the step, follow it to its end; (returncode, reason if abnormal, job id)."""
+    argv = command(step, directory)
+    job = None
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with _signals_held():  # a stop arriving mid-submit waits until the job id is known
+            job = submit(argv, env)
+        path = Path(argv[3].split("=", 1)[1].replace("%j", job))
+        log.info("step '%s': submitted Slurm job %s (output %s)", step.name, job, path)
+        output.tag = f"{step.name} [job {job}]".encode("utf-8", "replace")
+        deadline = time.monotonic() + step.timeout if step.timeout else None
+        final = follow(job, path, output, deadline)
+    except SlurmError as exc:
+        return None, str(exc), job
+    except OSError as exc:
+        return None, f"cannot follow the Slurm job: {exc.strerror or exc}", job
+    except BaseException:
+        if job:
+            cancel(job, step.name)
+        raise
+    finally:
+        output.close()
+    if final is None:
+        cancel(job, step.name)
+        return None, f"timed out after {step.timeout:g} s", job
+    log.info("step '%s': Slurm job %s ended %s, exit code %d:%d", step.name, job, final.state,
+             final.exit_code, final.signal)
+    return (*outcome(final, job), job)
+
+
+def outcome(final: JobState, job: str) -> tuple[int | None, str]:
+    """The step's (returncode, reason) from the job's end: a job's own failure reads like a local one."""
+    if final.state in ("COMPLETED", "FAILED"):
+        return (-final.signal if final.signal else final.exit_code), ""
+    return None, f"Slurm job {job} {final.state}: {WHY.get(final.state, final.state.lower())}"
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while inside; they are delivered (and raise) on the way out."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def submit(argv: list[str], env: Mapping[str, str]) -> str:
+    """Run sbatch; the job id, or SlurmError with sbatch's own message."""
+    done = client(argv, env)
+    job = done.stdout.strip().split(";")[0]  # --parsable: "ID" or "ID;CLUSTER"
+    if not job.isdigit():
+        raise SlurmError(f"sbatch printed no job id: {done.stdout.strip()!r}")
+    return job
+
+
+def client(argv: list[str], env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a Slurm client; SlurmError on failure, carrying its stderr."""
+    try:
+        done = subprocess.run(argv, env=dict(env) if env is not None else None, stdin=subprocess.DEVNULL,
+                              check=False, capture_output=True, text=True, timeout=CLIENT_TIMEOUT, start_new_session=True)
+    except FileNotFoundError as exc:
+        raise SlurmError(f"{argv[0]} not found on PATH; install Slurm's client tools on this machine "
+                         "or set `executor: local`") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise SlurmError(f"{argv[0]} did not answer within {CLIENT_TIMEOUT:g} s; is the Slurm controller "
+                         "reachable?") from exc
+    if done.returncode != 0:
+        raise SlurmError(f"{argv[0]} failed: {_message(done.stderr or done.stdout) or done.returncode}")
+    return done
+
+
+def _message(text: str) -> str:
+    """Slurm's lines as one: 'sbatch: error: X' and 'sbatch: error: Y' become 'X; Y'."""
+    lines = (re.sub(r"^\w+: (error: )?", "", line.strip()) for line in text.splitlines())
+    return "; ".join(line for line in lines if line)
+
+
+def follow(job: str, path: Path, output: StepOutput, deadline: float | None) -> JobState | None:
+    """Copy new bytes of the job's output file as they appear until the job ends; None at the deadline."""
+    tail = _Tail(path)
+    try:
+        next_poll = time.monotonic()
+        while True:
+            tail.pump(output)
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return None
+            if now >= next_poll:
+                final = state(job)
+                if final.ended:
+                    time.sleep(READ_SECONDS)  # the node may still be flushing the file's last bytes
+                    tail.pump(output)
+                    return final
+                next_poll = now + POLL_SECONDS
+            time.sleep(READ_SECONDS)
+    finally:
+        tail.close()
+
+
+class _Tail:
+    """The job's output file, read from where the last read stopped; absent until the job starts."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def pump(self, output: StepOutput) -> None:
+        """Pass every byte written since the last call on to `output`."""
+        if self.fd is None:
+            try:
+                self.fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                return
+        chunk = os.read(self.fd, CHUNK)
+        while chunk:
+            output.write(chunk)
+            chunk = os.read(self.fd, CHUNK)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+_warned: set[str] = set()
+
+
+def state(job: str) -> JobState:
+    """The job's state from `scontrol show job` (sacct once scontrol has forgotten it)."""
+    try:
+        text = client(["scontrol", "show", "job", "-o", job]).stdout
+    except SlurmError as exc:
+        if "invalid job id" not in str(exc).lower():
+            if job not in _warned:  # an unreachable controller: keep asking, say so once
+                log.warning("Slurm job %s: cannot ask for its state (%s); still trying", job, exc)
+                _warned.add(job)
+            return JobState("UNKNOWN")
+        return _accounted(job)
+    fields = dict(re.findall(r"(\w+)=(\S*)", text))
+    code, _, sig = fields.get("ExitCode", "0:0").partition(":")
+    return JobState(fields.get("JobState", "UNKNOWN"), int(code or 0), int(sig or 0))
+
+
+def _accounted(job: str) -> JobState:
+    """The job's end from accounting, which a cluster without slurmdbd does not keep: GONE then."""
+    try:
+        rows = client(["sacct", "-j", job, "-X", "-n", "-P", "--format=State,ExitCode"]).stdout.split()
+    except SlurmError:
+        rows = []
+    if not rows or "|" not in rows[0]:
+        return JobState("GONE")
+    state_text, _, exit_text = rows[0].partition("|")
+    code, _, sig = exit_text.partition(":")
+    return JobState(state_text.split()[0], int(code or 0), int(sig or 0))
+
+
+def cancel(job: str, name: str) -> None:
+    """scancel the job and wait until Slurm reports it ended (bounded): nothing is left queued or running."""
+    log.info("step '%s': cancelling Slurm job %s", name, job)
+    deadline = time.monotonic() + CANCEL_WAIT
+    try:
+        client(["scancel", job])
+    except SlurmError as exc:
+        log.warning("step '%s': scancel %s failed: %s", name, job, exc)
+    while not state(job).ended:
+        if time.monotonic() >= deadline:
+            log.error("step '%s': Slurm job %s has not ended %g s after scancel; check `squeue -j %s`",
+                      name, job, CANCEL_WAIT, job)
+            return
+        time.sleep(POLL_SECONDS / 2)
+    log.info("step '%s': Slurm job %s ended", name, job)
