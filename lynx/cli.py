@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 
 from lynx import __version__
@@ -65,15 +64,17 @@ ALIASES: dict[str, str] = {
     "-lbc": "--log-backup-count", "-ni": "--non-interactive", "-kr": "--keep-running",
     "-bg": "--background",
 }
-_ALIAS_TOKEN = re.compile(r"(?<![\w-])({})(?![\w-])".format("|".join(map(re.escape, ALIASES))))
 
 
 def docopt_text(usage: str = USAGE) -> str:
     """The usage text as docopt must see it: aliases replaced by their long forms."""
+    import re  # here, not at the top: `lynx --help` should not pay for it
+
     def blank_alias(match: re.Match[str]) -> str:
         return match.group(1) + " " * (len(match.group(2)) + 2)
     text = re.sub(r"(?m)^(\s+)({}), ".format("|".join(map(re.escape, ALIASES))), blank_alias, usage)
-    return _ALIAS_TOKEN.sub(lambda m: ALIASES[m.group(1)], text)
+    token = re.compile(r"(?<![\w-])({})(?![\w-])".format("|".join(map(re.escape, ALIASES))))
+    return token.sub(lambda m: ALIASES[m.group(1)], text)
 
 
 def expand_aliases(argv: list[str]) -> list[str]:
@@ -90,6 +91,8 @@ def expand_aliases(argv: list[str]) -> list[str]:
 
 def command_options(usage: str = USAGE) -> dict[str, set[str]]:
     """Which options each command takes, read from the usage patterns (both spellings)."""
+    import re
+
     text = docopt_text(usage)
     pairs = dict(re.findall(r"(?m)^\s+(-\w), (--[\w-]+)", text))
     section = text.split("Usage:", 1)[1].split("\n\n", 1)[0]

@@ -25,6 +25,7 @@ GRACE_SECONDS = 5.0
 # After a step's own process exits, how long its output pipe may stay open (held by a
 # process it left behind) before those leftovers are ended.
 DRAIN_SECONDS = 1.0
+POLL_SECONDS = 0.05   # how often a streaming step is checked for having exited
 POSIX = os.name == "posix"
 
 log = logging.getLogger("lynx")
@@ -199,12 +200,16 @@ def stream(proc: subprocess.Popen, output: StepOutput, deadline: float | None) -
     with selectors.DefaultSelector() as selector:
         selector.register(fd, selectors.EVENT_READ)
         exited_at = None
+        polled = 0.0
         while True:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 return True
-            if exited_at is None and proc.poll() is not None:
-                exited_at = now
+            # waitpid on every chunk costs more than the chunk's own work for a chatty step
+            if exited_at is None and now - polled >= POLL_SECONDS:
+                polled = now
+                if proc.poll() is not None:
+                    exited_at = now
             if exited_at is not None and now - exited_at > DRAIN_SECONDS:
                 log.warning("step '%s' left processes behind holding its output; ending them",
                             output.tag.decode())
