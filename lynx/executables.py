@@ -1,0 +1,73 @@
+"""What a step or hook runs: its script or program found on disk or on PATH, and the argv that runs it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lynx.yamlsafe import Context, Entry, as_text, is_text, shell_words, text_items, typed
+
+if TYPE_CHECKING:
+    from yaml.nodes import Node
+
+
+def script_argv(entry: Entry, python: Entry | None, args: list[str], path: str, ctx: Context
+                ) -> tuple[Path, list[str]]:
+    """`script:` (and `python:`) as the script's absolute path and the argv that runs it."""
+    where = f"{path}.script"
+    script = _find(typed(entry, where, ctx, "a path to a script", is_text), entry[0], where, ctx)
+    if script.suffix.lower() == ".py":
+        interpreter = sys.executable
+        if python:
+            text = typed(python, f"{path}.python", ctx, "the path or name of a Python interpreter", is_text)
+            interpreter = _executable(text, python[0], f"{path}.python", ctx, "interpreter")
+        return script, [interpreter, str(script), *args]
+    if python:
+        ctx.fail(python[0], f"{path}.python", f"only applies to a .py script, and {script.name} is not one")
+    _require_executable(script, entry[0], where, ctx)
+    return script, [str(script), *args]
+
+
+def command_argv(entry: Entry, args: list[str], path: str, ctx: Context) -> list[str]:
+    """`command:` (a string or a list of words) as argv, its program resolved to an absolute path."""
+    key, node = entry
+    if node.id == "scalar":  # one string: split like a shell would, without a shell
+        words = shell_words(as_text(node, path, ctx), node, path, ctx)
+    else:  # a list: each element is one argv entry already
+        words = [text for text, _, _ in text_items(entry, path, ctx, "a list of words or a string")]
+    if not words:
+        ctx.fail(key, path, "is empty; name the program to run")
+    return [_executable(words[0], key, path, ctx, "program"), *words[1:], *args]
+
+
+def _executable(word: str, key: Node, path: str, ctx: Context, what: str) -> str:
+    """A word with a slash is a path, found like a script; a bare word is looked up on PATH."""
+    if "/" in word or os.sep in word:
+        found = _find(word, key, path, ctx)
+        _require_executable(found, key, path, ctx)
+        return str(found)
+    on_path = shutil.which(word)
+    if not on_path:
+        ctx.fail(key, path, f"{what} {word!r} not found on PATH; install it or give its full path")
+    return os.path.abspath(on_path)
+
+
+def _find(text: str, key: Node, path: str, ctx: Context) -> Path:
+    """Resolve a relative path against the config's directory, then the current one (DECISIONS 7)."""
+    given = Path(os.path.expanduser(text))
+    tried = [given] if given.is_absolute() else [ctx.base / given, ctx.cwd / given]
+    tried = list(dict.fromkeys(Path(os.path.abspath(p)) for p in tried))
+    for candidate in tried:
+        if candidate.is_file():
+            return candidate
+    places = " and ".join(str(p) for p in tried)
+    ctx.fail(key, path, f"file {text!r} not found (tried {places}); fix the path or make it absolute")
+
+
+def _require_executable(file: Path, key: Node, path: str, ctx: Context) -> None:
+    if not os.access(file, os.X_OK):
+        ctx.fail(key, path, f"{file} is not executable; run `chmod +x {file}` or use `command:` "
+                            "to name the program that runs it")

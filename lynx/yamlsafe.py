@@ -1,0 +1,272 @@
+"""Safe YAML for the config: the node graph with line numbers, `<<` merges, and scalars read by type.
+
+Nothing here knows what a step is; every error it raises is one line, 'FILE:LINE: PATH: PROBLEM'.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import math
+import shlex
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
+
+from lynx.errors import ConfigError
+
+if TYPE_CHECKING:
+    from yaml.nodes import Node
+
+
+_YAML = "tag:yaml.org,2002:"
+_MERGE = _YAML + "merge"
+_VALUE = _YAML + "value"  # PyYAML tags a lone `=` so but cannot construct it; Lynx reads it as text
+Entry = tuple["Node", "Node"]  # (key node, value node)
+
+
+@dataclass
+class Map:
+    """A mapping node with its `<<` merges applied."""
+
+    entries: dict[str, Entry]   # key text -> (key node, value node)
+    own: tuple[str, ...]        # keys written in the mapping itself, not merged in
+    merged: list[Node]          # the nodes merged in, in precedence order
+
+
+@dataclass
+class Context:
+    """What every check needs: where the file is, and the scalars already built safely."""
+
+    source: str
+    base: Path                  # the config file's directory
+    cwd: Path
+    scalars: dict[int, Any] = field(default_factory=dict)
+    executor: str = "local"     # the top-level default for steps
+    slurm: dict[str, Any] = field(default_factory=dict)  # the top-level `slurm:` defaults
+
+    def fail(self, at: Node | int, path: str, problem: str) -> NoReturn:
+        """Raise the one-line ConfigError 'FILE:LINE: PATH: PROBLEM'."""
+        line = at if isinstance(at, int) else line_of(at)
+        raise ConfigError(_one_line(": ".join(part for part in (f"{self.source}:{line}", path, problem) if part)))
+
+    def scalar(self, node: Node) -> Any:
+        """The value check_nodes built for a scalar node."""
+        return self.scalars[id(node)]
+
+
+# --- reading -------------------------------------------------------------------------------------------
+
+def read_file(file: Path, source: str) -> str:
+    """The config's text; a missing, unreadable or non-UTF-8 file is a ConfigError."""
+    try:
+        return file.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise ConfigError(f"{source}: config file not found (give another with --config-file)") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{source}: is a directory, not a config file (give a YAML file with "
+                          "--config-file)") from exc
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read the config file: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8") from exc
+
+
+def compose(text: str, source: str) -> Node | None:
+    """Build the node graph only: nothing is constructed yet, so no tag can run code."""
+    import yaml  # here, so that `lynx stop` and `lynx --help` never pay for it
+
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "unreadable"
+        if exc.problem and exc.context:  # PyYAML's own order: "while parsing X at line N, expected Y"
+            at = f" at line {exc.context_mark.line + 1}" if exc.context_mark else ""
+            problem = f"{exc.context}{at}, {exc.problem}"
+        if "\\t" in problem:
+            problem += "; YAML indents with spaces, not tabs"
+        elif "<block end>" in problem or "mapping values are not allowed" in problem:
+            problem += "; check the indentation"
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise ConfigError(_one_line(f"{where}: not valid YAML: {problem}")) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(_one_line(f"{source}: not valid YAML: {exc}")) from exc
+
+
+def check_nodes(node: Node, path: str, ctx: Context, done: set[int], stack: set[int]) -> None:
+    """Refuse unsafe tags and self-containing anchors, then build each scalar with SafeConstructor."""
+    if id(node) in stack:
+        ctx.fail(node, path, "an alias points at a node that contains it; YAML here cannot be recursive")
+    if id(node) in done:
+        return
+    done.add(id(node))
+    _check_tag(node, path, ctx)
+    if node.id == "scalar":
+        ctx.scalars[id(node)] = _construct(node, path, ctx)
+        return
+    stack.add(id(node))
+    for child_path, child in _children(node, path):
+        check_nodes(child, child_path, ctx, done, stack)
+    stack.discard(id(node))
+
+
+def _check_tag(node: Node, path: str, ctx: Context) -> None:
+    from yaml.constructor import SafeConstructor
+
+    if node.tag in (_MERGE, _VALUE) or node.tag in SafeConstructor.yaml_constructors:
+        return
+    tag = node.tag.replace(_YAML, "!!", 1)
+    if tag.startswith("!!python/"):
+        ctx.fail(node, path, f"refused the tag {tag}: Lynx reads YAML safely and never builds Python objects")
+    ctx.fail(node, path, f"unknown tag {tag}; remove it (Lynx reads plain YAML)")
+
+
+def _construct(node: Node, path: str, ctx: Context) -> Any:
+    from yaml import YAMLError
+    from yaml.constructor import SafeConstructor
+
+    if node.tag in (_MERGE, _VALUE):
+        return node.value
+    try:
+        return SafeConstructor().construct_object(node)
+    # SafeConstructor raises assorted built-in errors for values that defy their tag (`!!int many`).
+    except (YAMLError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        ctx.fail(node, path, f"cannot read {node.value!r} as {node.tag.replace(_YAML, '!!', 1)} ({exc})")
+
+
+def _children(node: Node, path: str) -> Iterator[tuple[str, Node]]:
+    if node.id == "sequence":
+        yield from ((f"{path}[{i}]", item) for i, item in enumerate(node.value))
+        return
+    for key, value in node.value:
+        yield path, key
+        yield join_path(path, key.value if key.id == "scalar" else "?"), value
+
+
+# --- mappings, merges and keys ---------------------------------------------------------------------------
+
+def as_map(node: Node, path: str, ctx: Context) -> Map:
+    """Apply `<<` the YAML way: own keys win, then earlier merged mappings over later ones."""
+    entries: dict[str, Entry] = {}
+    merged: list[Node] = []
+    for key, value in node.value:
+        if key.tag == _MERGE:
+            merged.extend(_merge_sources(value, join_path(path, "<<"), ctx))
+        elif key.id != "scalar":
+            ctx.fail(key, path, f"keys must be plain text, got {describe(key, ctx)}")
+        elif key.value in entries:
+            first = line_of(entries[key.value][0])
+            ctx.fail(key, join_path(path, key.value), f"duplicate key (first at line {first}); keep one")
+        else:
+            entries[key.value] = (key, value)
+    own = tuple(entries)
+    for source in (node for node in merged if node.id == "mapping"):
+        for text, entry in as_map(source, path, ctx).entries.items():
+            entries.setdefault(text, entry)
+    return Map(entries, own, merged)
+
+
+def _merge_sources(value: Node, path: str, ctx: Context) -> list[Node]:
+    if value.id == "mapping":
+        return [value]
+    if value.id == "sequence" and all(item.id == "mapping" for item in value.value):
+        return [value, *value.value]  # the list itself too: a config anchored as a list is found by it
+    ctx.fail(value, path, f"`<<` merges a mapping or a list of mappings, got {describe(value, ctx)}")
+
+
+def check_keys(mapping: Map, known: tuple[str, ...], path: str, ctx: Context) -> None:
+    """Fail on the first key not in `known`, suggesting the closest known one."""
+    for text, (key, _) in mapping.entries.items():
+        if text not in known:
+            close = difflib.get_close_matches(text, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "valid keys: " + ", ".join(known)
+            ctx.fail(key, join_path(path, text), f"unknown key; {hint}")
+
+
+# --- values --------------------------------------------------------------------------------------------
+
+def text_items(entry: Entry | None, path: str, ctx: Context, expected: str) -> list[tuple[str, Node, str]]:
+    """A scalar or a list of scalars, as (text, node, key path) triples."""
+    if entry is None:
+        return []
+    key, node = entry
+    if node.id == "scalar":
+        return [(as_text(node, path, ctx), node, path)]
+    if node.id != "sequence":
+        ctx.fail(key, path, f"expected {expected}, got {describe(node, ctx)}")
+    return [(as_text(item, f"{path}[{i}]", ctx), item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+
+
+def as_text(node: Node, path: str, ctx: Context) -> str:
+    """A scalar as the user wrote it (`1.50`, `2024-01-01`, not 1.5 or a date); booleans `true`/`false`."""
+    value = ctx.scalar(node) if node.id == "scalar" else None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if not isinstance(value, (str, int, float, datetime.date)):
+        ctx.fail(node, path, f"expected a string, number or boolean, got {describe(node, ctx)}")
+    return node.value
+
+
+def shell_words(text: str, node: Node, path: str, ctx: Context) -> list[str]:
+    """Split `text` like a shell would, without a shell."""
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        ctx.fail(node, path, f"cannot split {text!r} shell-style ({exc}); close the quote or escape it")
+
+
+def typed(entry: Entry | None, path: str, ctx: Context, expected: str, accepts: Callable[[Any], bool]
+          ) -> Any:
+    """The value of a scalar key, if `accepts` it; None when the key is absent."""
+    if entry is None:
+        return None
+    value = ctx.scalar(entry[1]) if entry[1].id == "scalar" else None
+    if entry[1].id != "scalar" or not accepts(value):
+        ctx.fail(entry[0], path, f"expected {expected}, got {describe(entry[1], ctx)}")
+    return value
+
+
+def is_text(value: Any) -> bool:
+    """A non-empty string."""
+    return isinstance(value, str) and value != ""
+
+
+def is_number(value: Any) -> bool:
+    """An int or a finite float, not a boolean."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def describe(node: Node, ctx: Context) -> str:
+    """'a mapping', 'a list of 2 items', 'an integer (-1)', "a string ('ten')", 'null'."""
+    if node.id != "scalar":
+        count = len(node.value)
+        plural = "s" if count > 1 else ""
+        return "a mapping" if node.id == "mapping" else f"a list of {count} item{plural}" if count else "an empty list"
+    value = ctx.scalar(node)
+    if value is None:
+        return "null"
+    kinds = ((bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"))
+    kind = next((name for cls, name in kinds if isinstance(value, cls)), f"a {type(value).__name__}")
+    shown = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+    return f"{kind} ({shown!r})" if isinstance(value, str) else f"{kind} ({shown})"
+
+
+def is_null(node: Node, ctx: Context) -> bool:
+    """A scalar that reads as null (`~`, `null` or nothing)."""
+    return node.id == "scalar" and ctx.scalar(node) is None
+
+
+def line_of(node: Node) -> int:
+    """The 1-based line the node starts on."""
+    return node.start_mark.line + 1
+
+
+def join_path(path: str, key: str) -> str:
+    """'PATH.KEY', or just 'KEY' at the top level."""
+    return f"{path}.{key}" if path else key
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
