@@ -12,7 +12,8 @@ from lynx.errors import UsageError
 
 def check(args: dict[str, object]) -> int:
     """Print the resolved steps and the next fire times (or JSON); 0 valid, 2 invalid."""
-    from lynx.launch import build_schedule, whole_number
+    from lynx.launch import build_schedule
+    from lynx.options import whole_number
 
     count = whole_number(args["--next"], "--next")
     after = parse_instant(args["--after"]) if args["--after"] else datetime.now(timezone.utc)

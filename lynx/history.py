@@ -20,7 +20,7 @@ def ledger_path(args: dict[str, object]) -> Path:
 
 def history(args: dict[str, object]) -> int:
     """Print the last -n runs, oldest first; damaged ledger lines are reported and skipped."""
-    from lynx.launch import whole_number
+    from lynx.options import whole_number
 
     count = whole_number(args["-n"], "-n")
     path = ledger_path(args)

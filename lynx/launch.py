@@ -14,6 +14,7 @@ from typing import Callable, Protocol
 from lynx import ledger, logs
 from lynx.config import Config, Step, load
 from lynx.errors import StopRequested, UsageError
+from lynx.options import whole_number
 from lynx.output import StepOutput
 from lynx.runner import RunResult, StepInterrupted
 from lynx.runs import RunSettings, make_run_once, select_steps
@@ -61,17 +62,6 @@ class StartOptions:
         if self.log_file:
             words += ["-lf", os.path.abspath(self.log_file)]
         return tuple(words)
-
-
-def whole_number(value: object, flag: str) -> int:
-    """A non-negative integer option, or a usage error naming the flag."""
-    try:
-        number = int(str(value))
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise UsageError(f"{flag}: {value!r} is not a whole number >= 0")
-    return number
 
 
 def start(args: dict[str, object]) -> int:
