@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
+
+# Linux and the BSDs; elsewhere the buffered file object writes the two pieces.
+WRITEV = hasattr(os, "writev")
 
 
 class BlockRotatingFileHandler(logging.handlers.RotatingFileHandler):
@@ -38,34 +42,55 @@ class BlockRotatingFileHandler(logging.handlers.RotatingFileHandler):
         super().doRollover()
         self.size = 0
 
-    def write_block(self, data: bytes) -> None:
-        """Append whole lines of UTF-8 bytes, rotating between lines as needed."""
+    def write_block(self, block: bytes, head: bytes = b"") -> None:
+        """Append head + block (whole lines of UTF-8), rotating between lines as needed.
+
+        `head` belongs to the first line (its prefix): passed apart so it is never copied in front.
+        """
         with self.lock:
-            while data:
-                piece = self._next_piece(data)
-                self._write(piece)
-                data = data[len(piece):]
+            view, start = memoryview(block), 0
+            while head or start < len(block):
+                end = self._piece_end(block, start, len(head))
+                self._write_parts(head, view[start:end])
+                head, start = b"", end
 
     def _write(self, data: bytes) -> None:
-        """Append bytes (records and blocks alike go straight to the binary layer) and count them."""
+        """Append a record's bytes (straight to the binary layer) and count them."""
+        self._write_parts(data, b"")
+
+    def _write_parts(self, head: bytes, body: bytes) -> None:
+        """Append head + body in one system call where there is writev, and count the bytes."""
         if self.stream is None:
             self.stream = self._open()
-        self.stream.buffer.write(data)
-        self.stream.buffer.flush()
-        self.size += len(data)
+        total = len(head) + len(body)
+        if WRITEV and body:
+            fd = self.stream.fileno()
+            written = os.writev(fd, [head, body])
+            if written < total:   # short write (a full disk or a signal): finish it in order
+                rest = (bytes(head) + bytes(body))[written:]
+                while rest:
+                    rest = rest[os.write(fd, rest):]
+        else:
+            self.stream.buffer.write(head)
+            self.stream.buffer.write(body)
+            self.stream.buffer.flush()
+        self.size += total
 
-    def _next_piece(self, data: bytes) -> bytes:
-        """The longest run of whole lines that fits; rotate first if not even one line fits."""
+    def _piece_end(self, block: bytes, start: int, extra: int) -> int:
+        """Where the longest run of whole lines from `start` that fits (after `extra` bytes) ends.
+
+        Rotates first if not even one line fits in what is left of the file.
+        """
         if self.maxBytes <= 0:
-            return data
-        room = self.maxBytes - self.size
-        if len(data) <= room:
-            return data
-        cut = data.rfind(b"\n", 0, max(room, 0)) + 1
+            return len(block)
+        room = self.maxBytes - self.size - extra
+        if len(block) - start <= room:
+            return len(block)
+        cut = block.rfind(b"\n", start, start + max(room, 0)) + 1
         if cut > 0:
-            return data[:cut]
+            return cut
         if self.size > 0:
             self.doRollover()
-            return self._next_piece(data)
+            return self._piece_end(block, start, extra)
         # A single line longer than the whole file size: it goes in alone, uncut.
-        return data[: data.find(b"\n") + 1 or len(data)]
+        return block.find(b"\n", start) + 1 or len(block)

@@ -11,7 +11,7 @@ import re
 import time
 from typing import BinaryIO, Callable
 
-CHUNK = 65536
+CHUNK = 1 << 16   # 64 KiB: the most a read takes from a step's pipe (more is slower: caches)
 # A line with no newline is flushed to the log once it grows this large, so a step that
 # never prints a newline cannot make Lynx hold unbounded memory.
 MAX_PENDING = 1 << 20
@@ -29,17 +29,21 @@ def collapse_progress(line: bytes) -> bytes:
     return parts[-1] if parts else b""
 
 
+# Receives (block, head): the log gets head + block, whole lines. Two pieces, so that the first
+# line's prefix is not copied in front of the block (which would copy the whole block).
+LogBlock = Callable[[bytes, bytes], None]
+
+
 class StepOutput:
     """Receives one step's output chunks and writes them to the screen and the log."""
 
-    def __init__(self, tag: str, screen: BinaryIO | None, log_block: Callable[[bytes], None] | None,
+    def __init__(self, tag: str, screen: BinaryIO | None, log_block: LogBlock | None,
                  clock: Callable[[], float] = time.time) -> None:
         self.screen = screen
         self.log_block = log_block
         self.tag = tag.encode("utf-8", "replace")
         self.clock = clock
         self.pending = b""
-        self.lines = 0
 
     def write(self, chunk: bytes) -> None:
         """Pass a chunk on: as it is to the screen, as whole collapsed lines to the log."""
@@ -48,7 +52,7 @@ class StepOutput:
             self.screen.flush()
         if self.log_block is None:
             return
-        data = self.pending + chunk
+        data = self.pending + chunk if self.pending else chunk
         end = data.rfind(b"\n") + 1
         self.pending = self._trim(data[end:])
         if end:
@@ -81,6 +85,6 @@ class StepOutput:
         now = self.clock()
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)).encode()
         prefix = b"%s.%03d %s | " % (stamp, int(now * 1000) % 1000, self.tag)
-        self.lines += block.count(b"\n")
         # One replace over the block is ~5x cheaper than splitting it into lines and joining them.
-        self.log_block(prefix + block.replace(b"\n", b"\n" + prefix)[: -len(prefix)])
+        # It leaves a prefix after the last newline too, which is cut off.
+        self.log_block(block.replace(b"\n", b"\n" + prefix)[: -len(prefix)], prefix)

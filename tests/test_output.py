@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 
 from lynx.logs import open_log_file
@@ -13,7 +14,7 @@ LINE = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (\S+) \| (.*)$")
 
 def collect():
     blocks = []
-    return blocks, blocks.append
+    return blocks, lambda block, head=b"": blocks.append(head + block)
 
 
 def logged_lines(blocks):
@@ -53,7 +54,7 @@ def test_the_screen_gets_carriage_returns_but_the_log_gets_the_final_state():
 
 
 def test_a_redrawn_line_never_holds_more_than_its_last_state():
-    out = StepOutput("bar", None, lambda block: None)
+    out = StepOutput("bar", None, lambda block, head: None)
     for i in range(10000):
         out.write(b"\rprogress %05d" % i)
     assert len(out.pending) < 32
@@ -115,3 +116,24 @@ def test_lynx_lines_are_coloured_only_on_a_terminal_without_no_color(monkeypatch
     assert use_colour(Tty()) and not use_colour(io.StringIO())
     monkeypatch.setenv("NO_COLOR", "1")
     assert not use_colour(Tty())
+
+
+def test_a_head_goes_with_the_first_line_when_the_block_forces_a_rotation(tmp_path):
+    path = tmp_path / "lynx.log"
+    handler = open_log_file(str(path), max_bytes=40, backup_count=1)
+    handler.write_block(b"0123456789012345678901234567890\n")   # 32 bytes
+    handler.write_block(b"first\nsecond\n", head=b"HEAD ")        # "HEAD first\n" does not fit
+    handler.close()
+    assert (tmp_path / "lynx.log.1").read_bytes() == b"0123456789012345678901234567890\n"
+    assert path.read_bytes() == b"HEAD first\nsecond\n"
+
+
+def test_a_short_writev_is_finished_in_order(tmp_path, monkeypatch):
+    from lynx import logfile
+
+    real = os.writev
+    monkeypatch.setattr(logfile.os, "writev", lambda fd, parts: real(fd, [bytes(parts[0])[:3]]))
+    handler = open_log_file(str(tmp_path / "lynx.log"), max_bytes=0, backup_count=0)
+    handler.write_block(b"line one\nline two\n", head=b"tag | ")
+    handler.close()
+    assert (tmp_path / "lynx.log").read_bytes() == b"tag | line one\nline two\n"

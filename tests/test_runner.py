@@ -24,7 +24,7 @@ class Sink:
         self.blocks = []
 
     def __call__(self, step: Step) -> StepOutput:
-        return StepOutput(step.name, None, self.blocks.append)
+        return StepOutput(step.name, None, lambda block, head: self.blocks.append(head + block))
 
     @property
     def text(self) -> str:
@@ -146,3 +146,16 @@ def test_the_step_runs_in_its_cwd(tmp_path):
     sink = Sink()
     assert run_pipeline([py_step("where", "import os; print(os.getcwd())", cwd=tmp_path)], sink).ok
     assert f"where | {Path(tmp_path).resolve()}" in sink.text
+
+
+def test_a_chatty_progress_bar_reaches_the_screen_byte_for_byte_and_the_log_collapsed():
+    import io
+
+    screen, blocks = io.BytesIO(), []
+    code = ("import os\nfor i in range(20000):\n    os.write(1, b'\\r%05d' % i)\n"
+            "os.write(1, b'\\ndone\\n')\n")
+    result = run_pipeline([py_step("bar", code)],
+                          lambda step: StepOutput(step.name, screen, lambda b, h: blocks.append(h + b)))
+    assert result.ok
+    assert screen.getvalue() == b"".join(b"\r%05d" % i for i in range(20000)) + b"\ndone\n"
+    assert [line.split(b" | ", 1)[1] for line in b"".join(blocks).splitlines()] == [b"19999", b"done"]
