@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
@@ -47,10 +46,10 @@ def start_background(options: StartOptions, target: Target) -> int:
     """Check, ask for a log file, detach; the CLI's side returns 0 once the daemon runs."""
     if is_daemon_child():
         del os.environ[DAEMON_ENV]   # steps (and a `lynx` they run) must not inherit it
-        return run_daemon(replace(options, background=True), target)
+        return run_daemon(options._replace(background=True), target)
     options = absolute(options)
     refuse_if_running(Path(options.pid_file))
-    options = replace(options, log_file=ask_log_file(options.log_file))
+    options = options._replace(log_file=ask_log_file(options.log_file))
     if options.log_file:
         check_log_file(options)
     if detach_method() == "daemon":
@@ -68,7 +67,7 @@ def absolute(options: StartOptions) -> StartOptions:
     """The options with every path absolute: the daemon must not depend on where it was started."""
     def full(path: str | None) -> str | None:
         return os.path.abspath(os.path.expanduser(path)) if path else path
-    return replace(options, config_file=full(options.config_file), log_file=full(options.log_file),
+    return options._replace(config_file=full(options.config_file), log_file=full(options.log_file),
                    pid_file=full(options.pid_file), ledger=full(options.ledger))
 
 

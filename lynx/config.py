@@ -1,4 +1,4 @@
-"""Load a pipeline config: safe YAML with line numbers, validated into frozen dataclasses.
+"""Load a pipeline config: safe YAML with line numbers, validated into immutable records.
 
 The reading itself lives below this module: yamlsafe (nodes, merges, typed scalars, errors with lines),
 configsteps (`configs:` and `steps:`) and executables (what a step or hook runs).
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lynx.configsteps import SLURM_OPTIONS, collect_configs, read_executor, read_slurm, read_steps
 from lynx.errors import ConfigError
@@ -36,8 +36,12 @@ if TYPE_CHECKING:
 __all__ = ["SLURM_OPTIONS", "Config", "CronSection", "Hook", "Step", "load"]
 
 
-@dataclass(frozen=True)
-class Step:
+# Records are NamedTuples, not dataclasses: importing dataclasses (and inspect, ast, dis with it)
+# and building each class cost `lynx start` over 10 ms, a fifth of its start-up.
+NOTHING: Mapping[str, Any] = MappingProxyType({})   # the empty default of mapping fields
+
+
+class Step(NamedTuple):
     """One step, resolved: exactly what will run."""
 
     name: str
@@ -45,17 +49,16 @@ class Step:
     line: int                      # line of the step in the config file
     script: Path | None = None     # absolute path of the script, if the step has one
     cwd: Path | None = None        # None: the directory Lynx was started in
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = NOTHING
     timeout: float | None = None
     retries: int = 0
     retry_delay: float = 0.0
     continue_on_failure: bool = False
     executor: str = "local"        # "local" or "slurm"
-    slurm: Mapping[str, Any] = field(default_factory=dict)  # sbatch options (text), extra_args (a tuple)
+    slurm: Mapping[str, Any] = NOTHING  # sbatch options (text), extra_args (a tuple)
 
 
-@dataclass(frozen=True)
-class CronSection:
+class CronSection(NamedTuple):
     """The raw `cron` mapping with the line of each key, validated by cron.build."""
 
     values: Mapping[str, Any]
@@ -68,8 +71,7 @@ class CronSection:
         return f"{self.source}:{self.lines.get(key, self.line)}: cron.{key}"
 
 
-@dataclass(frozen=True)
-class Hook:
+class Hook(NamedTuple):
     """A command run when a run starts, succeeds or fails; it never changes the run's result."""
 
     event: str                     # on_start, on_success or on_failure
@@ -78,14 +80,13 @@ class Hook:
     timeout: float = 60.0
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     """A validated pipeline: its steps in order and its raw cron section."""
 
     path: Path                     # absolute path of the config file
     steps: tuple[Step, ...]
     cron: CronSection | None = None
-    hooks: Mapping[str, Hook] = field(default_factory=dict)  # event -> hook
+    hooks: Mapping[str, Hook] = NOTHING  # event -> hook
 
 
 _TOP_KEYS = ("steps", "configs", "cron", "hooks", "executor", "slurm")

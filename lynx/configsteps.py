@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from lynx.executables import command_argv, script_argv
 from lynx.yamlsafe import (
@@ -50,8 +49,7 @@ _SCALAR_OPTIONS: dict[str, tuple[str, Callable[[Any], bool], Callable[[Any], Any
 }
 
 
-@dataclass
-class _Draft:
+class _Draft(NamedTuple):
     """A step before names are settled: explicit names first, automatic ones around them."""
 
     path: str
@@ -119,6 +117,9 @@ def _draft(item: Node, path: str, bodies: dict[str, Node], owners: dict[int, str
     else:
         ctx.fail(item, path, f"expected a mapping (`script: ...`) or the name of a config, "
                              f"got {describe(item, ctx)}")
+    check_keys(body, _STEP_KEYS, path, ctx)
+    # A known key with no value means the same as leaving it out.
+    body = body._replace(entries={k: e for k, e in body.entries.items() if not is_null(e[1], ctx)})
     fields, stem = _fields(body, item, path, ctx)
     name = typed(body.entries.get("name"), f"{path}.name", ctx, "a non-empty name", is_text)
     explicit = (name, line_of(body.entries["name"][0])) if name and own_name else None
@@ -160,9 +161,6 @@ def _names(drafts: list[_Draft], ctx: Context) -> list[str]:
 
 def _fields(body: Map, item: Node, path: str, ctx: Context) -> tuple[dict[str, Any], str]:
     """Validate a step's keys into Step fields; also return the stem its automatic name falls back to."""
-    check_keys(body, _STEP_KEYS, path, ctx)
-    # A known key with no value means the same as leaving it out.
-    body.entries = {k: e for k, e in body.entries.items() if not is_null(e[1], ctx)}
     get = body.entries.get
     arguments = text_items(get("arguments"), f"{path}.arguments", ctx, "a list of strings")
     args = [word for text, node, where in arguments for word in shell_words(text, node, where, ctx)]

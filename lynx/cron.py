@@ -22,9 +22,8 @@ import os
 import re
 from bisect import bisect_left
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
@@ -50,31 +49,46 @@ _SECOND = timedelta(seconds=1)
 _DAY = timedelta(days=1)
 
 
-@dataclass(frozen=True)
-class _Field:
+class _Field(NamedTuple):
     values: frozenset | None  # plain numbers; None for any year or week
     last: bool = False  # day: 'last'
     positions: tuple = ()  # day: (position 0-4 or 5 = last, weekday 0 = Monday)
 
 
-@dataclass(frozen=True)
 class CronSchedule:
-    """A validated cron schedule; `next_fire` gives its fire times."""
+    """A validated cron schedule; `next_fire` gives its fire times. Immutable once built."""
 
-    timezone: tzinfo
-    timezone_name: str
-    jitter: float | None
-    start_date: datetime | None
-    end_date: datetime | None
-    expression: str
-    _fields: Mapping[str, _Field] = field(repr=False, compare=False)
-    _years: tuple | None = field(repr=False, compare=False)  # sorted; None = any year
-    _type_ok: dict = field(default_factory=dict, repr=False, compare=False)  # year type -> can fire
-    _croniter: croniter = field(init=False, repr=False, compare=False)
+    __slots__ = (
+        "_croniter",
+        "_fields",
+        "_type_ok",
+        "_years",
+        "end_date",
+        "expression",
+        "jitter",
+        "start_date",
+        "timezone",
+        "timezone_name",
+    )
 
-    def __post_init__(self) -> None:
-        """Parse the croniter expression once; each search works on a copy."""
-        object.__setattr__(self, "_croniter", croniter(self.expression, datetime(2000, 1, 1), day_or=False))
+    def __init__(self, timezone: tzinfo, timezone_name: str, jitter: float | None,
+                 start_date: datetime | None, end_date: datetime | None, expression: str,
+                 fields: Mapping[str, _Field], years: tuple | None) -> None:
+        values = {"timezone": timezone, "timezone_name": timezone_name, "jitter": jitter,
+                  "start_date": start_date, "end_date": end_date, "expression": expression,
+                  "_fields": fields,
+                  "_years": years,                 # sorted; None = any year
+                  "_type_ok": {},                  # year type -> can fire (a cache)
+                  # parsed once; each search works on a copy
+                  "_croniter": croniter(expression, datetime(2000, 1, 1), day_or=False)}
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"a CronSchedule is immutable: cannot set {name}")
+
+    def __repr__(self) -> str:
+        return f"CronSchedule({self.expression!r}, timezone={self.timezone_name!r})"
 
     def next_fire(self, after: datetime, inclusive: bool = True) -> datetime | None:
         """First fire time >= after (> after when not inclusive), in self.timezone; None if none."""

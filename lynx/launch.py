@@ -6,10 +6,9 @@ import logging
 import os
 import signal
 import sys
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, NamedTuple, Protocol
 
 from lynx import ledger, logs
 from lynx.config import Config, Step, load
@@ -22,8 +21,7 @@ from lynx.runs import RunSettings, make_run_once, select_steps
 log = logging.getLogger("lynx")
 
 
-@dataclass(frozen=True)
-class StartOptions:
+class StartOptions(NamedTuple):
     """`lynx start`'s options, checked."""
 
     config_file: str

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Callable
 
@@ -37,29 +36,33 @@ POSIX = os.name == "posix"
 log = logging.getLogger("lynx")
 
 
-@dataclass
 class StepResult:
-    """How one step ended."""
+    """How one step ended (filled in as it runs)."""
 
-    name: str
-    index: int
-    returncode: int | None = None
-    duration: float = 0.0
-    attempts: int = 0
-    reason: str = ""          # human text: "exit status 1", "killed by SIGKILL", "timed out after 5 s"
-    tolerated: bool = False   # failed, but the step has continue_on_failure
-    job_id: str | None = None  # the Slurm job of the last attempt, for a Slurm step
+    def __init__(self, name: str, index: int, returncode: int | None = None, duration: float = 0.0,
+                 attempts: int = 0, reason: str = "", tolerated: bool = False, job_id: str | None = None
+                 ) -> None:
+        self.name, self.index = name, index
+        self.returncode = returncode
+        self.duration = duration
+        self.attempts = attempts
+        self.reason = reason          # human text: "exit status 1", "killed by SIGKILL", "timed out after 5 s"
+        self.tolerated = tolerated    # failed, but the step has continue_on_failure
+        self.job_id = job_id          # the Slurm job of the last attempt, for a Slurm step
+
+    def __repr__(self) -> str:
+        return f"StepResult({self.name!r}, {self.index}, returncode={self.returncode}, reason={self.reason!r})"
 
     @property
     def ok(self) -> bool:
         return self.returncode == 0 and not self.reason.startswith("timed out")
 
 
-@dataclass
 class RunResult:
     """How a whole run ended: the results of the steps that ran, in order."""
 
-    steps: list[StepResult] = field(default_factory=list)
+    def __init__(self, steps: list[StepResult] | None = None) -> None:
+        self.steps: list[StepResult] = steps if steps is not None else []
 
     @property
     def ok(self) -> bool:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from lynx import ledger
 from lynx.config import Config, Hook, Step
@@ -26,8 +25,7 @@ from lynx.runner import (
 log = logging.getLogger("lynx")
 
 
-@dataclass(frozen=True)
-class RunSettings:
+class RunSettings(NamedTuple):
     """What every run of this Lynx shares."""
 
     config: Config

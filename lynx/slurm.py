@@ -16,8 +16,8 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from lynx.config import SLURM_OPTIONS, Step
 from lynx.output import CHUNK, StepOutput
@@ -41,8 +41,7 @@ class SlurmError(Exception):
     """A Slurm client failed; the message is Slurm's own, made one line."""
 
 
-@dataclass
-class JobState:
+class JobState(NamedTuple):
     """What Slurm says about a job: its state and its exit code and signal."""
 
     state: str

@@ -10,9 +10,8 @@ import difflib
 import math
 import shlex
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, NoReturn
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, NoReturn
 
 from lynx.errors import ConfigError
 
@@ -26,8 +25,7 @@ _VALUE = _YAML + "value"  # PyYAML tags a lone `=` so but cannot construct it; L
 Entry = tuple["Node", "Node"]  # (key node, value node)
 
 
-@dataclass
-class Map:
+class Map(NamedTuple):
     """A mapping node with its `<<` merges applied."""
 
     entries: dict[str, Entry]   # key text -> (key node, value node)
@@ -35,16 +33,16 @@ class Map:
     merged: list[Node]          # the nodes merged in, in precedence order
 
 
-@dataclass
 class Context:
     """What every check needs: where the file is, and the scalars already built safely."""
 
-    source: str
-    base: Path                  # the config file's directory
-    cwd: Path
-    scalars: dict[int, Any] = field(default_factory=dict)
-    executor: str = "local"     # the top-level default for steps
-    slurm: dict[str, Any] = field(default_factory=dict)  # the top-level `slurm:` defaults
+    def __init__(self, source: str, base: Path, cwd: Path) -> None:
+        self.source = source
+        self.base = base                          # the config file's directory
+        self.cwd = cwd
+        self.scalars: dict[int, Any] = {}
+        self.executor = "local"                   # the top-level default for steps
+        self.slurm: dict[str, Any] = {}           # the top-level `slurm:` defaults
 
     def fail(self, at: Node | int, path: str, problem: str) -> NoReturn:
         """Raise the one-line ConfigError 'FILE:LINE: PATH: PROBLEM'."""
