@@ -11,15 +11,15 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
-
-import psutil
+from typing import TYPE_CHECKING, Any, Callable
 
 from lynx.errors import AlreadyRunningError, LynxError
+
+if TYPE_CHECKING:
+    import psutil
 
 FORMAT = 1
 # psutil computes create times from the boot time, which /proc reports in whole seconds
@@ -43,6 +43,8 @@ def iso(when: datetime | None) -> str | None:
 
 def new_record(config: str, log_file: str | None, ledger: str | None = None) -> Record:
     """The record of this process, as the daemon writes it when it starts."""
+    import psutil  # here and in identify: `lynx stop` with no pidfile does not need it
+
     me = psutil.Process()
     return {"format": FORMAT, "pid": me.pid, "create_time": me.create_time(), "cmdline": me.cmdline(),
             "cwd": os.getcwd(), "config": config, "log_file": log_file, "ledger": ledger, "started": now_iso(),
@@ -81,6 +83,8 @@ def write(path: Path, record: Record) -> None:
 
 def _temp_copy(path: Path, record: Record) -> str:
     """Write `record` to a new temp file next to `path` (same file system, so os.replace is atomic)."""
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -127,6 +131,8 @@ def remove(path: Path, pid: int) -> bool:
 
 def identify(record: Record) -> tuple[psutil.Process | None, str]:
     """(the live Lynx the record names, "") or (None, why the record is stale)."""
+    import psutil
+
     pid = record["pid"]
     try:
         proc = psutil.Process(pid)

@@ -21,7 +21,7 @@ import psutil
 import pytest
 from conftest import REPO, wait_for
 
-from lynx import background, control, pidfile
+from lynx import background, control, pidfile, proctree
 from lynx.errors import AlreadyRunningError, LynxError
 from lynx.runner import RunResult, StepResult
 
@@ -455,7 +455,7 @@ def test_a_zombie_counts_as_gone(started):
     proc.stdin.close()   # it exits; not reaped until proc.wait(), so it stays a zombie meanwhile
     wait_for(lambda: ps.status() == psutil.STATUS_ZOMBIE, timeout=10)
     assert pidfile.identify(record) == (None, f"pid {proc.pid} has exited")
-    assert control.is_gone(ps)
+    assert proctree.is_gone(ps)
     proc.wait(timeout=10)
 
 

@@ -1,0 +1,105 @@
+"""Stopping a background Lynx's whole process tree with psutil: the daemon, its steps, their children.
+
+Steps run in their own process groups and may leave children behind, so the tree is collected
+before anything is signalled and every group it used is swept afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import psutil
+
+from lynx.errors import LynxError
+
+KILL_WAIT = 5.0   # after SIGKILL, how long to wait for the kernel to take the processes away
+
+
+def terminate(proc: psutil.Process, timeout: float) -> bool:
+    """SIGTERM the daemon; after `timeout` s kill what is left of its tree; True if it stopped itself."""
+    tree = descendants(proc)   # before signalling: once the daemon is gone, orphans have no parent to find
+    groups = step_groups(proc, tree)
+    try:
+        proc.terminate()
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.AccessDenied as exc:
+        raise LynxError(f"not allowed to stop pid {proc.pid}: run `lynx stop` as the user who "
+                        "started it") from exc
+    clean = wait_gone([proc], timeout)
+    if not clean:
+        tree += [p for p in descendants(proc) if p not in tree]   # started since the first look
+        kill([proc])
+    # Even after a clean exit: a step's child that left the step's process group survives the
+    # daemon's group kill; so do orphans that stayed in the group but were never seen in the tree.
+    leftovers = [p for p in tree if not is_gone(p)] + group_members(groups, tree)
+    kill(leftovers)
+    wait_gone([proc, *leftovers], KILL_WAIT)
+    return clean
+
+
+def descendants(proc: psutil.Process) -> list[psutil.Process]:
+    """The process's descendants (never this `lynx stop` itself, should a step have run it)."""
+    try:
+        return [p for p in proc.children(recursive=True) if p.pid != os.getpid()]
+    except psutil.Error:
+        return []
+
+
+def step_groups(proc: psutil.Process, tree: list[psutil.Process]) -> set[int]:
+    """The process groups of the daemon's descendants (each step leads its own); POSIX only."""
+    if not hasattr(os, "getpgid"):
+        return set()
+    groups = {pgid(member.pid) for member in tree}
+    return groups - {None, pgid(0), pgid(proc.pid)}
+
+
+def pgid(pid: int) -> int | None:
+    """The process group of `pid`, None if it is gone."""
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def group_members(groups: set[int], known: list[psutil.Process]) -> list[psutil.Process]:
+    """Live processes in `groups` that are not in `known`."""
+    if not groups:
+        return []
+    skip = {os.getpid()} | {p.pid for p in known}
+    found = []
+    for pid in psutil.pids():
+        if pid not in skip and pgid(pid) in groups:
+            try:
+                found.append(psutil.Process(pid))
+            except psutil.Error:
+                pass
+    return found
+
+
+def kill(procs: list[psutil.Process]) -> None:
+    """SIGKILL each process (psutil refuses if its pid was reused since it was looked up)."""
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+
+
+def is_gone(proc: psutil.Process) -> bool:
+    """Exited (a zombie not yet reaped by its parent counts) or its pid reused by another process."""
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def wait_gone(procs: list[psutil.Process], timeout: float) -> bool:
+    """Poll until every process is gone; False if some remain after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not all(is_gone(p) for p in procs):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
