@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from lynx.errors import AlreadyRunningError, LynxError, StopRequested
+from lynx.launch import DAEMON_ENV, is_daemon_child
 
 if TYPE_CHECKING:
     from lynx.launch import Progress, StartOptions
 
     Target = Callable[[StartOptions, Progress], int]
 
-DAEMON_ENV = "LYNX_DAEMON_CHILD"   # set for the detached child on Windows: "you are the daemon"
 START_TIMEOUT = 20.0               # how long the CLI waits for the daemon to say it is running
 
 log = logging.getLogger("lynx")
@@ -35,11 +35,6 @@ log = logging.getLogger("lynx")
 def detach_method(platform: str = sys.platform) -> str:
     """How to detach here: "daemon" (python-daemon, POSIX) or "detached-process" (Windows)."""
     return "detached-process" if platform.startswith("win") else "daemon"
-
-
-def is_daemon_child() -> bool:
-    """True in the detached child that the Windows path starts."""
-    return os.environ.get(DAEMON_ENV) == "1"
 
 
 def start_background(options: StartOptions, target: Target) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
@@ -130,6 +129,8 @@ def _lookup(item: Node, path: str, bodies: dict[str, Node], ctx: Context) -> str
     name = ctx.scalar(item)
     if name in bodies:
         return name
+    import difflib  # only when there is an error to explain
+
     close = difflib.get_close_matches(name, list(bodies), n=3)
     hint = (f"did you mean {' or '.join(map(repr, close))}?" if close
             else f"known configs: {', '.join(bodies)}" if bodies else "there is no `configs:` section")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import calendar
 import copy
-import difflib
 import math
 import os
 import re
@@ -200,6 +199,8 @@ def build(values: Mapping[str, Any], where: Callable[[str], str] = lambda key: f
     """Validate the mapping and build the schedule; raise ConfigError naming the bad key."""
     for key in values:
         if key not in KEYS:
+            import difflib  # only when there is an error to explain
+
             close = difflib.get_close_matches(str(key), KEYS, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(KEYS)}"
             raise ConfigError(f"{where(str(key))}: unknown key; {hint}")

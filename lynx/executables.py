@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +48,8 @@ def _executable(word: str, key: Node, path: str, ctx: Context, what: str) -> str
         found = _find(word, key, path, ctx)
         _require_executable(found, key, path, ctx)
         return str(found)
+    import shutil  # here: it imports bz2 and lzma, which a pipeline of scripts does not need
+
     on_path = shutil.which(word)
     if not on_path:
         ctx.fail(key, path, f"{what} {word!r} not found on PATH; install it or give its full path")

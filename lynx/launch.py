@@ -20,6 +20,8 @@ from lynx.runs import RunSettings, make_run_once, select_steps
 
 log = logging.getLogger("lynx")
 
+DAEMON_ENV = "LYNX_DAEMON_CHILD"   # set for the detached child on Windows: "you are the daemon"
+
 
 class StartOptions(NamedTuple):
     """`lynx start`'s options, checked."""
@@ -68,12 +70,17 @@ def start(args: dict[str, object]) -> int:
     config = load(options.config_file)
     schedule = build_schedule(config)
     select_steps(config.steps, options.start_at, options.only)  # a wrong name is an error before any run
-    from lynx import background  # light: python-daemon and psutil are imported only when used
+    if options.background or is_daemon_child():
+        from lynx import background  # a foreground run does not pay for it
 
-    if options.background or background.is_daemon_child():
         return background.start_background(
             options, lambda opts, progress: run(config, schedule, opts, screen=False, progress=progress))
     return run(config, schedule, options, screen=True)
+
+
+def is_daemon_child() -> bool:
+    """True in the detached child that the Windows path starts."""
+    return os.environ.get(DAEMON_ENV) == "1"
 
 
 def build_schedule(config: Config):

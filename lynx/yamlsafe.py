@@ -6,7 +6,6 @@ Nothing here knows what a step is; every error it raises is one line, 'FILE:LINE
 from __future__ import annotations
 
 import datetime
-import difflib
 import math
 import shlex
 from collections.abc import Iterator
@@ -178,6 +177,8 @@ def check_keys(mapping: Map, known: tuple[str, ...], path: str, ctx: Context) ->
     """Fail on the first key not in `known`, suggesting the closest known one."""
     for text, (key, _) in mapping.entries.items():
         if text not in known:
+            import difflib  # only when there is an error to explain
+
             close = difflib.get_close_matches(text, known, n=1)
             hint = f"did you mean {close[0]!r}?" if close else "valid keys: " + ", ".join(known)
             ctx.fail(key, join_path(path, text), f"unknown key; {hint}")
