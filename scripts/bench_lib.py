@@ -75,8 +75,10 @@ class Procs:
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            where = stuck_at(proc.pid)
             self.kill(proc)
-            raise BenchError(f"pid {proc.pid} ignored signal {sig} for {timeout:g} s (killed)") from None
+            raise BenchError(f"pid {proc.pid} ignored signal {sig} for {timeout:g} s (killed); "
+                             f"it was {where}") from None
         kill_group(proc.pid)   # anything it left behind in its group
         return code
 
@@ -441,3 +443,19 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def stuck_at(pid: int) -> str:
+    """Where a process that ignores a signal is: its Python stack (py-spy, if installed), else its state."""
+    import shutil
+
+    if shutil.which("py-spy"):
+        dump = subprocess.run(["py-spy", "dump", "--pid", str(pid)], capture_output=True, text=True, check=False,
+                              timeout=20)
+        if dump.returncode == 0:
+            return "at:\n" + dump.stdout
+    try:
+        with open(f"/proc/{pid}/wchan") as wchan, open(f"/proc/{pid}/stat") as stat:
+            return f"in state {stat.read().split()[2]}, waiting in {wchan.read() or '-'} (install py-spy for its stack)"
+    except OSError as exc:
+        return f"not inspectable ({exc})"
