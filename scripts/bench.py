@@ -179,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, exit_on_signal)
+    # Started as a background job (`bench.py &` in a script), this process ignores SIGINT, and the
+    # tools it starts would inherit that and never see the SIGINT the fire and soak sections stop
+    # them with (Python keeps an inherited SIG_IGN, as any Unix program should).
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     root = Path(tempfile.mkdtemp(prefix="lynx-bench-"))
     sizes = dataclasses.replace(QUICK if args.quick else Sizes(), soak_fires=args.soak_fires)
     bench = Bench(root, sizes, Procs(child_env(root)))
