@@ -206,7 +206,9 @@ def environment(step: Step, lynx_env: Mapping[str, str]) -> dict[str, str]:
 def stream(proc: subprocess.Popen, output: StepOutput, deadline: float | None) -> bool:
     """Copy the step's output in chunks until EOF; True if the deadline passed first."""
     fd = proc.stdout.fileno()
-    os.set_blocking(fd, False)   # read until the pipe is empty, select only then
+    if not hasattr(select, "poll"):
+        return _stream_blocking(fd, output, deadline)
+    os.set_blocking(fd, False)   # read until the pipe is empty, poll only then
     _widen_pipe(fd)
     # poll, not epoll: an epoll registration makes Linux wake it on every write to the pipe,
     # which costs a chatty step's writes even while Lynx is not waiting.
@@ -242,6 +244,20 @@ def stream(proc: subprocess.Popen, output: StepOutput, deadline: float | None) -
             # rather than paying a read, a screen write and a log write for each one.
             time.sleep(BATCH_SECONDS)
         last_read = now
+
+
+def _stream_blocking(fd: int, output: StepOutput, deadline: float | None) -> bool:
+    """Windows has no poll() for pipes: plain blocking reads, the deadline checked between chunks.
+
+    A step that stops printing without exiting is then timed out only once it prints again or exits.
+    """
+    while True:
+        chunk = os.read(fd, CHUNK)
+        if not chunk:
+            return False
+        output.write(chunk)
+        if deadline is not None and time.monotonic() >= deadline:
+            return True
 
 
 def _widen_pipe(fd: int) -> None:

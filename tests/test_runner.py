@@ -159,3 +159,16 @@ def test_a_chatty_progress_bar_reaches_the_screen_byte_for_byte_and_the_log_coll
     assert result.ok
     assert screen.getvalue() == b"".join(b"\r%05d" % i for i in range(20000)) + b"\ndone\n"
     assert [line.split(b" | ", 1)[1] for line in b"".join(blocks).splitlines()] == [b"19999", b"done"]
+
+
+def test_without_poll_the_output_is_still_copied_whole(monkeypatch):
+    # Windows has no select.poll for pipes; the fallback reads blocking until EOF.
+    import select
+
+    monkeypatch.delattr(select, "poll")
+    sink = Sink()
+    code = "import sys\nfor i in range(3000): print('line', i)\nprint('end', file=sys.stderr)"
+    result = run_pipeline([py_step("plain", code)], sink)
+    assert result.ok
+    lines = sink.text.splitlines()
+    assert [line.split(" | ", 1)[1] for line in lines] == [f"line {i}" for i in range(3000)] + ["end"]
