@@ -61,6 +61,8 @@ class StartOptions(NamedTuple):
         words = ["lynx", "start", "-cf", str(config.path)]
         if self.log_file:
             words += ["-lf", os.path.abspath(self.log_file)]
+        if self.ledger:   # the resumed run belongs in the same ledger
+            words += ["--ledger", os.path.abspath(self.ledger)]
         return tuple(words)
 
 
@@ -144,11 +146,14 @@ def _run(schedule, options: StartOptions, run_once: Callable[[datetime | None], 
 def _interrupted(exc: StepInterrupted) -> int:
     """Say where the run stopped; 130 for Ctrl+C, 0 for a requested stop."""
     where = f"step '{exc.step.name}' ({exc.index + 1}/{exc.total})"
-    if isinstance(exc.__cause__, StopRequested):
+    stopped = isinstance(exc.__cause__, StopRequested)
+    if stopped:
         log.warning("stopped on request during %s; the step was ended", where)
-        return 0
-    log.warning("interrupted by Ctrl+C during %s; the step was ended", where)
-    return 130
+    else:
+        log.warning("interrupted by Ctrl+C during %s; the step was ended", where)
+    if exc.resume:
+        log.info("to resume from the %s step: %s", "stopped" if stopped else "interrupted", exc.resume)
+    return 0 if stopped else 130
 
 
 def _raise_stop(signum: int, frame: object) -> None:

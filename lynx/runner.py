@@ -86,6 +86,7 @@ class StepInterrupted(Exception):
     def __init__(self, step: Step, index: int, total: int, result: RunResult) -> None:
         super().__init__(f"step '{step.name}' ({index + 1}/{total})")
         self.step, self.index, self.total, self.result = step, index, total, result
+        self.resume: str | None = None   # the command that reruns from this step, once known
 
 
 # What to do after a failed step: "step" (rerun it), "pipeline" (start over) or "abort".
@@ -103,9 +104,14 @@ def run_pipeline(steps: Sequence[Step], output_for: OutputFactory,
     index = 0
     while index < len(steps):
         step = steps[index]
+        step_started = time.monotonic()
         try:
             outcome = run_step(step, index, len(steps), output_for(step), run_env or {})
         except (KeyboardInterrupt, StopRequested) as exc:
+            # The step that was running belongs in the record too, marked as ended from outside.
+            why = "stopped on request" if isinstance(exc, StopRequested) else "interrupted by Ctrl+C"
+            result.steps.append(StepResult(step.name, index, duration=time.monotonic() - step_started,
+                                           attempts=1, reason=why))
             raise StepInterrupted(step, index, len(steps), result) from exc
         result.steps.append(outcome)
         if outcome.ok or step.continue_on_failure:

@@ -74,6 +74,7 @@ def make_run_once(settings: RunSettings, output_for: OutputFactory, on_failure: 
         except StepInterrupted as exc:
             stopped = isinstance(exc.__cause__, StopRequested)
             _record(settings, env, started, "stopped" if stopped else "interrupted", exc.result)
+            exc.resume = resume_command(settings, exc.step.name)   # said after the interruption itself
             raise
         _finish(settings, env, started, result, output_for)
         if progress is not None:

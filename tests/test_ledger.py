@@ -215,6 +215,10 @@ def test_a_run_ended_from_outside_is_recorded_and_its_step_is_ended(write_config
     [entry] = lines(default_ledger(cfg))
     assert entry["result"] == recorded
     assert entry["steps"][0]["name"] == "quick" and entry["steps"][0]["ok"] is True
+    # The step that was running is recorded too, with why it ended.
+    assert [(s["name"], s["ok"], s["reason"]) for s in entry["steps"][1:]] == [
+        ("sleepy", False, "interrupted by Ctrl+C" if sig == signal.SIGINT else "stopped on request")]
+    assert f"to resume from the {recorded} step: " in err and err.rstrip().endswith("--from sleepy")
 
 
 def test_the_ledger_option_puts_the_ledger_where_it_says(run_lynx, write_config, write_script, tmp_path):

@@ -281,13 +281,15 @@ def test_the_resume_command_printed_after_a_failure_reruns_the_failed_step_and_t
         run_lynx, write_config, write_script, tmp_path):
     cfg = pipeline(write_config, write_script, "a", "b", "c")
     (tmp_path / "fail-b").touch()
-    result = run_lynx("start", "-cf", "config.yaml", "-lf", "logs/run.log", "-ni", cwd=tmp_path)
+    result = run_lynx("start", "-cf", "config.yaml", "-lf", "logs/run.log", "-ni",
+                      "--ledger", "records/runs.jsonl", cwd=tmp_path)
     assert result.returncode == 1
     assert ran(tmp_path) == ["a", "b"]
     argv = resume_argv(result.stderr)
     assert argv[:2] == ["lynx", "start"]
     assert option(argv, "-cf") == str(cfg)
     assert option(argv, "-lf") == str(tmp_path / "logs" / "run.log")
+    assert option(argv, "--ledger") == str(tmp_path / "records" / "runs.jsonl")
     assert option(argv, "--from") == "b" and "--only" not in argv
 
     (tmp_path / "fail-b").unlink()
@@ -298,6 +300,8 @@ def test_the_resume_command_printed_after_a_failure_reruns_the_failed_step_and_t
     assert resumed.returncode == 0, resumed.stderr
     assert ran(tmp_path) == ["b", "c"]
     assert "'c' succeeded" in (tmp_path / "logs" / "run.log").read_text().split(RESUME)[-1]
+    ledger = (tmp_path / "records" / "runs.jsonl").read_text().splitlines()
+    assert [json.loads(line)["result"] for line in ledger] == ["failed", "ok"]   # both runs, one ledger
 
 
 def test_the_resume_command_after_only_keeps_to_the_selected_steps_and_survives_spaces(
