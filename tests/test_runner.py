@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 from conftest import gone, wait_for
@@ -172,3 +174,26 @@ def test_without_poll_the_output_is_still_copied_whole(monkeypatch):
     assert result.ok
     lines = sink.text.splitlines()
     assert [line.split(" | ", 1)[1] for line in lines] == [f"line {i}" for i in range(3000)] + ["end"]
+
+
+def test_a_step_that_never_stops_printing_is_still_ended_at_its_timeout():
+    blocks = []
+    code = "import os\nwhile True:\n    os.write(1, b'x' * 99 + b'\\n')"
+    started = time.monotonic()
+    with open(os.devnull, "wb") as screen:
+        result = run_pipeline([py_step("flood", code, timeout=1.0)],
+                              lambda step: StepOutput(step.name, screen, lambda b, h: blocks.append(len(b))))
+    assert result.steps[0].reason == "timed out after 1 s"
+    assert time.monotonic() - started < 8   # the timeout, the SIGTERM, and slack for a busy machine
+    assert sum(blocks) > 100_000, "the output flowed until the timeout"
+
+
+def test_a_left_behind_process_that_keeps_printing_is_ended_after_the_step_exits(tmp_path):
+    pidfile = tmp_path / "printer.pid"
+    printer = "import os\nwhile True:\n    os.write(1, b'still here\\n')"
+    code = ("import subprocess,sys,pathlib;"
+            f"c=subprocess.Popen([sys.executable,'-c',{printer!r}]);"
+            f"pathlib.Path({str(pidfile)!r}).write_text(str(c.pid))")
+    result = run_pipeline([py_step("leaves", code)], Sink())
+    assert result.ok
+    assert wait_for(lambda: gone(int(pidfile.read_text())), timeout=5)
