@@ -474,3 +474,38 @@ def test_a_python_tag_is_refused_before_anything_is_built(conf: Path, tmp_path: 
     with pytest.raises(ConfigError, match="refused the tag !!python/object/apply:os.system"):
         load(conf / "evil.yaml")
     assert not marker.exists()
+
+
+MIXED = """\
+executor: local
+cron: {second: '*/10', timezone: Europe/Berlin}
+hooks:
+  on_failure: {command: "sh -c 'echo failed'"}
+configs:
+  - preprocess: &preprocess
+      - script: tasks/preprocess.py
+        arguments: ["--samples 400", '--name "my data"']
+        env: {SEED: 42, RATE: 0.5, FLAG: yes}
+  - run: &run
+      - command: [tasks/run.sh, --fast]
+        timeout: 1.5
+steps:
+  - <<: *preprocess
+    retries: 2
+  - <<: *run
+    name: "run it"
+  - script: tasks/train.py
+    continue_on_failure: true
+    cwd: data
+"""
+
+
+@pytest.mark.parametrize("text", [SEED_EXAMPLE, MIXED], ids=["seed-example", "merges-flow-style-quotes"])
+def test_the_libyaml_and_the_python_loaders_give_the_same_config(conf: Path, monkeypatch, text) -> None:
+    import yaml
+
+    if not getattr(yaml, "__with_libyaml__", False):
+        pytest.skip("this PyYAML has no libyaml: only the Python loader exists")
+    fast = load_text(conf, text)
+    monkeypatch.delattr(yaml, "CSafeLoader")
+    assert load_text(conf, text) == fast
