@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
@@ -19,18 +17,10 @@ from typing import Callable
 
 from lynx.config import Step
 from lynx.errors import StopRequested
-from lynx.output import CHUNK, StepOutput
+from lynx.output import StepOutput
+from lynx.streaming import LEFTOVERS, TIMED_OUT, stream
 
 GRACE_SECONDS = 5.0
-# After a step's own process exits, how long its output pipe may stay open (held by a
-# process it left behind) before those leftovers are ended.
-DRAIN_SECONDS = 1.0
-POLL_SECONDS = 0.05   # how often a streaming step is checked for having exited
-PIPE_BYTES = 1 << 20
-# A read smaller than SMALL_READ within BATCH_SECONDS of the one before: wait BATCH_SECONDS so
-# more output gathers (the screen still updates 500 times a second).
-SMALL_READ = 4096
-BATCH_SECONDS = 0.002
 POSIX = os.name == "posix"
 
 log = logging.getLogger("lynx")
@@ -173,8 +163,12 @@ def run_process(step: Step, output: StepOutput, env: Mapping[str, str]) -> tuple
         return None, f"could not start: {exc.strerror or exc}"
     deadline = time.monotonic() + step.timeout if step.timeout else None
     try:
+        ended = stream(proc, output, deadline)
+        if ended == LEFTOVERS:
+            log.warning("step '%s' left processes behind holding its output; ending them", step.name)
+            terminate_group(proc)
         # A step may stop writing to the pipe (EOF) long before it exits: keep waiting, within the deadline.
-        timed_out = stream(proc, output, deadline) or _wait(proc, deadline)
+        timed_out = ended == TIMED_OUT or _wait(proc, deadline)
     except BaseException:
         terminate_group(proc)
         raise
@@ -207,75 +201,6 @@ def start(step: Step, lynx_env: Mapping[str, str]) -> subprocess.Popen:
 def environment(step: Step, lynx_env: Mapping[str, str]) -> dict[str, str]:
     """A step's environment: Lynx's own, the step's `env`, the LYNX_* variables, unbuffered Python."""
     return {**os.environ, **step.env, **lynx_env, "PYTHONUNBUFFERED": "1"}
-
-
-def stream(proc: subprocess.Popen, output: StepOutput, deadline: float | None) -> bool:
-    """Copy the step's output in chunks until EOF; True if the deadline passed first."""
-    fd = proc.stdout.fileno()
-    if not hasattr(select, "poll"):
-        return _stream_blocking(fd, output, deadline)
-    os.set_blocking(fd, False)   # read until the pipe is empty, poll only then
-    _widen_pipe(fd)
-    # poll, not epoll: an epoll registration makes Linux wake it on every write to the pipe,
-    # which costs a chatty step's writes even while Lynx is not waiting.
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    exited_at = None
-    polled = last_read = 0.0
-    while True:
-        now = time.monotonic()
-        if deadline is not None and now >= deadline:
-            return True
-        # waitpid on every chunk costs more than the chunk's own work for a chatty step
-        if exited_at is None and now - polled >= POLL_SECONDS:
-            polled = now
-            if proc.poll() is not None:
-                exited_at = now
-        if exited_at is not None and now - exited_at > DRAIN_SECONDS:
-            log.warning("step '%s' left processes behind holding its output; ending them",
-                        output.tag.decode())
-            terminate_group(proc)
-            return False
-        try:
-            chunk = os.read(fd, CHUNK)
-        except BlockingIOError:   # nothing to read yet
-            wait = 0.5 if deadline is None else min(0.5, deadline - now)
-            poller.poll(1000 * (wait if exited_at is None else 0.1))
-            continue
-        if not chunk:
-            return False
-        output.write(chunk)
-        if len(chunk) < SMALL_READ and now - last_read < BATCH_SECONDS:
-            # Small writes in quick succession (a progress bar): let them gather in the pipe
-            # rather than paying a read, a screen write and a log write for each one.
-            time.sleep(BATCH_SECONDS)
-        last_read = now
-
-
-def _stream_blocking(fd: int, output: StepOutput, deadline: float | None) -> bool:
-    """Windows has no poll() for pipes: plain blocking reads, the deadline checked between chunks.
-
-    A step that stops printing without exiting is then timed out only once it prints again or exits.
-    """
-    while True:
-        chunk = os.read(fd, CHUNK)
-        if not chunk:
-            return False
-        output.write(chunk)
-        if deadline is not None and time.monotonic() >= deadline:
-            return True
-
-
-def _widen_pipe(fd: int) -> None:
-    """Ask Linux for a 1 MiB pipe: a chatty step can write on while Lynx handles the last chunk."""
-    if not sys.platform.startswith("linux"):
-        return
-    import fcntl
-
-    try:
-        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
-    except OSError:   # over the user's limit (/proc/sys/fs/pipe-max-size): keep the default
-        pass
 
 
 def terminate_group(proc: subprocess.Popen, grace: float = GRACE_SECONDS) -> None:
