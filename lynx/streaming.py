@@ -28,6 +28,7 @@ PIPE_BYTES = 1 << 20
 # more output gathers (the screen still updates 500 times a second).
 SMALL_READ = 4096
 BATCH_SECONDS = 0.002
+_allocator_settled = False
 
 
 def stream(proc: subprocess.Popen, output: StepOutput, deadline: float | None) -> str:
@@ -37,6 +38,7 @@ def stream(proc: subprocess.Popen, output: StepOutput, deadline: float | None) -
         return _stream_blocking(fd, output, deadline)
     os.set_blocking(fd, False)   # read until the pipe is empty, poll only then
     _widen_pipe(fd)
+    _settle_allocator()
     # poll, not epoll: an epoll registration makes Linux wake it on every write to the pipe,
     # which costs a chatty step's writes even while Lynx is not waiting.
     poller = select.poll()
@@ -82,6 +84,21 @@ def _stream_blocking(fd: int, output: StepOutput, deadline: float | None) -> str
         output.write(chunk)
         if deadline is not None and time.monotonic() >= deadline:
             return TIMED_OUT
+
+
+def _settle_allocator() -> None:
+    """Once per process: free one 1 MiB block, so that glibc's malloc raises its thresholds.
+
+    Every chunk allocates and frees blocks of ~100 KB. With the thresholds glibc starts with
+    (128 KiB), freeing them shrinks the heap and the next chunk faults fresh pages in again: that
+    halved the throughput in some processes. glibc raises its mmap and trim thresholds to the size
+    of the first mmap'd block freed; other allocators just free it.
+    """
+    global _allocator_settled
+    if not _allocator_settled:
+        _allocator_settled = True
+        block = bytes(1 << 20)   # above the 128 KiB mmap threshold: mmap'd, and unmapped by del
+        del block
 
 
 def _widen_pipe(fd: int) -> None:
