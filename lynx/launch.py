@@ -146,14 +146,13 @@ def _run(schedule, options: StartOptions, run_once: Callable[[datetime | None], 
 def _interrupted(exc: StepInterrupted) -> int:
     """Say where the run stopped; 130 for Ctrl+C, 0 for a requested stop."""
     where = f"step '{exc.step.name}' ({exc.index + 1}/{exc.total})"
-    stopped = isinstance(exc.__cause__, StopRequested)
-    if stopped:
+    if exc.stopped:
         log.warning("stopped on request during %s; the step was ended", where)
     else:
         log.warning("interrupted by Ctrl+C during %s; the step was ended", where)
     if exc.resume:
-        log.info("to resume from the %s step: %s", "stopped" if stopped else "interrupted", exc.resume)
-    return 0 if stopped else 130
+        log.info("to resume from the %s step: %s", exc.status, exc.resume)
+    return 0 if exc.stopped else 130
 
 
 def _raise_stop(signum: int, frame: object) -> None:

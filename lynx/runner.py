@@ -78,6 +78,16 @@ class StepInterrupted(Exception):
         self.step, self.index, self.total, self.result = step, index, total, result
         self.resume: str | None = None   # the command that reruns from this step, once known
 
+    @property
+    def stopped(self) -> bool:
+        """Ended by a stop request (SIGTERM, `lynx stop`) rather than by Ctrl+C."""
+        return isinstance(self.__cause__, StopRequested)
+
+    @property
+    def status(self) -> str:
+        """The run's result as the ledger records it: 'stopped' or 'interrupted'."""
+        return "stopped" if self.stopped else "interrupted"
+
 
 # What to do after a failed step: "step" (rerun it), "pipeline" (start over) or "abort".
 OnFailure = Callable[[StepResult], str]

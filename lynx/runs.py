@@ -11,7 +11,7 @@ from typing import Callable, NamedTuple
 
 from lynx import ledger
 from lynx.config import Config, Hook, Step
-from lynx.errors import StopRequested, UsageError
+from lynx.errors import UsageError
 from lynx.runner import (
     OnFailure,
     OutputFactory,
@@ -72,8 +72,7 @@ def make_run_once(settings: RunSettings, output_for: OutputFactory, on_failure: 
         try:
             result = run_pipeline(settings.steps, output_for, on_failure, env)
         except StepInterrupted as exc:
-            stopped = isinstance(exc.__cause__, StopRequested)
-            _record(settings, env, started, "stopped" if stopped else "interrupted", exc.result)
+            _record(settings, env, started, exc.status, exc.result)
             exc.resume = resume_command(settings, exc.step.name)   # said after the interruption itself
             raise
         _finish(settings, env, started, result, output_for)
