@@ -74,8 +74,8 @@ def compose(text: str, source: str) -> Node | None:
     """Build the node graph only: nothing is constructed yet, so no tag can run code."""
     import yaml  # here, so that `lynx stop` and `lynx --help` never pay for it
 
-    # libyaml composes ~10x faster than PyYAML's Python scanner (a 200-step config: ~50 ms);
-    # an error is composed again in Python, whose messages say more about what is wrong.
+    # libyaml composes several times faster than PyYAML's Python scanner (a 200-step config loads
+    # in 11 ms instead of 28); an error is composed again in Python, whose messages say more.
     fast = getattr(yaml, "CSafeLoader", None)
     if fast is not None:
         try:
