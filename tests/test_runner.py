@@ -8,11 +8,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from conftest import gone, wait_for
 
 from lynx.config import Step
 from lynx.output import StepOutput
-from lynx.runner import describe, run_pipeline, summary
+from lynx.runner import describe, run_pipeline, run_step, summary
 
 
 def py_step(name: str, code: str, **kw) -> Step:
@@ -91,6 +92,24 @@ def test_steps_see_pythonunbuffered_and_their_own_env():
     code = "import os; print(os.environ['PYTHONUNBUFFERED'], os.environ['EXTRA'])"
     assert run_pipeline([py_step("env", code, env={"EXTRA": "yes"})], sink).ok
     assert "env | 1 yes" in sink.text
+
+
+def test_steps_inherit_lynx_environment_and_their_own_env_wins_over_it(monkeypatch):
+    monkeypatch.setenv("LYNX_TEST_INHERITED", "from lynx")
+    monkeypatch.setenv("LYNX_TEST_OVERRIDDEN", "from lynx")
+    sink = Sink()
+    code = "import os; print(os.environ['LYNX_TEST_INHERITED'], '/', os.environ['LYNX_TEST_OVERRIDDEN'])"
+    assert run_pipeline([py_step("env", code, env={"LYNX_TEST_OVERRIDDEN": "from the step"})], sink).ok
+    assert "env | from lynx / from the step" in sink.text
+
+
+def test_run_step_starts_from_the_inherited_environment_it_is_given():
+    sink = Sink()
+    code = "import os; print(sorted(k for k in os.environ if k.startswith(('X_', 'HOME'))), os.environ['X_B'])"
+    step = py_step("env", code, env={"X_B": "step", "LYNX_STEP": "not this"})
+    result = run_step(step, 0, 1, sink(step), {"LYNX_RUN_ID": "r"}, inherited={"X_A": "1", "X_B": "inherited"})
+    assert result.ok
+    assert "env | ['X_A', 'X_B'] step" in sink.text   # nothing from os.environ (no HOME); the step's env wins
 
 
 def test_retries_run_a_failing_step_again_until_it_succeeds(tmp_path):
@@ -197,3 +216,34 @@ def test_a_left_behind_process_that_keeps_printing_is_ended_after_the_step_exits
     result = run_pipeline([py_step("leaves", code)], Sink())
     assert result.ok
     assert wait_for(lambda: gone(int(pidfile.read_text())), timeout=5)
+
+
+def _pipe_sizes(code: str) -> list[int]:
+    """The step's pipe size (F_GETPIPE_SZ) each time Lynx passes on a chunk of its output."""
+    import fcntl
+
+    from lynx.runner import start
+    from lynx.streaming import EOF, stream
+
+    proc = start(py_step("p", code), {})
+    sizes: list[int] = []
+
+    class Probe:
+        def write(self, chunk: bytes) -> None:
+            sizes.append(fcntl.fcntl(proc.stdout.fileno(), 1032))   # F_GETPIPE_SZ
+
+    try:
+        assert stream(proc, Probe(), time.monotonic() + 30) == EOF
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    return sizes
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pipe sizes are a Linux feature")
+def test_the_pipe_is_widened_only_once_a_step_writes_faster_than_lynx_reads():
+    assert _pipe_sizes("print('quiet')") == [65536]
+    limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    sizes = _pipe_sizes("import os\nfor _ in range(64): os.write(1, b'x' * 65535 + b'\\n')")
+    assert sizes[0] == 65536 and sizes[-1] == min(1 << 20, limit)
