@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 _YAML = "tag:yaml.org,2002:"
 _MERGE = _YAML + "merge"
 _VALUE = _YAML + "value"  # PyYAML tags a lone `=` so but cannot construct it; Lynx reads it as text
+_STR = _YAML + "str"
 Entry = tuple["Node", "Node"]  # (key node, value node)
 
 
@@ -132,7 +133,7 @@ def _construct(node: Node, path: str, ctx: Context) -> Any:
     from yaml import YAMLError
     from yaml.constructor import SafeConstructor
 
-    if node.tag in (_MERGE, _VALUE):
+    if node.tag in (_STR, _MERGE, _VALUE):   # text as it stands: most scalars, no constructor needed
         return node.value
     try:
         return SafeConstructor().construct_object(node)
