@@ -27,8 +27,10 @@ Sections (medians; "floor" is the least any tool could take for the same work):
   steps    one run of N = 30 and N = 200 do-nothing .py steps, against a shell loop running the same
            scripts with the same interpreter: (tool - floor) / N, and the marginal cost per step
            (t200 - t30) / 170, whose excess over the floor's is the per-step overhead. The same with
-           /bin/true steps, which measures that overhead without the interpreter's start-up noise;
-           each tool's own CPU per step (sampled, children excluded); a run's fixed cost.
+           /bin/true steps (30 rounds), which measures that overhead without the interpreter's
+           start-up noise, judged on the paired estimate (each round's tool against the same round's
+           loop, median over rounds); each tool's own CPU per step (sampled, children excluded); a
+           run's fixed cost.
   fire     `second: '*'` for 30 fires (`start -ni`, stopped with SIGINT, first fire included) in 3
            blocks of 10 per tool, interleaved; each step writes time.time() as its first statement;
            lateness after the whole second (median / p90 / max), missed and duplicated fires. The
