@@ -58,14 +58,17 @@ def _executable(word: str, key: Node, path: str, ctx: Context, what: str) -> str
 
 def _find(text: str, key: Node, path: str, ctx: Context) -> Path:
     """Resolve a relative path against the config's directory, then the current one (DECISIONS 7)."""
-    # os.path on strings, not pathlib: this runs for every step, and Path objects cost ~5x more.
+    # os.path on strings, not pathlib, and the current directory only when needed: this runs for
+    # every step of every config loaded.
     given = os.path.expanduser(text)
-    tried = [given] if os.path.isabs(given) else [os.path.join(ctx.base, given), os.path.join(ctx.cwd, given)]
-    tried = list(dict.fromkeys(os.path.abspath(p) for p in tried))
-    for candidate in tried:
+    tried: list[str] = []
+    for base in (None,) if os.path.isabs(given) else (ctx.base, ctx.cwd):
+        candidate = os.path.abspath(given if base is None else os.path.join(base, given))
         if os.path.isfile(candidate):
             return Path(candidate)
-    places = " and ".join(str(p) for p in tried)
+        if candidate not in tried:
+            tried.append(candidate)
+    places = " and ".join(tried)
     ctx.fail(key, path, f"file {text!r} not found (tried {places}); fix the path or make it absolute")
 
 

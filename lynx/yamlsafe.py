@@ -119,9 +119,11 @@ def check_nodes(node: Node, path: str, ctx: Context, done: set[int], stack: set[
 
 
 def _check_tag(node: Node, path: str, ctx: Context) -> None:
+    if node.tag in (_STR, _MERGE, _VALUE):   # most nodes: no import statement run for them
+        return
     from yaml.constructor import SafeConstructor
 
-    if node.tag in (_MERGE, _VALUE) or node.tag in SafeConstructor.yaml_constructors:
+    if node.tag in SafeConstructor.yaml_constructors:
         return
     tag = node.tag.replace(_YAML, "!!", 1)
     if tag.startswith("!!python/"):
@@ -130,11 +132,11 @@ def _check_tag(node: Node, path: str, ctx: Context) -> None:
 
 
 def _construct(node: Node, path: str, ctx: Context) -> Any:
+    if node.tag in (_STR, _MERGE, _VALUE):   # text as it stands: most scalars, no constructor needed
+        return node.value
     from yaml import YAMLError
     from yaml.constructor import SafeConstructor
 
-    if node.tag in (_STR, _MERGE, _VALUE):   # text as it stands: most scalars, no constructor needed
-        return node.value
     try:
         return SafeConstructor().construct_object(node)
     # SafeConstructor raises assorted built-in errors for values that defy their tag (`!!int many`).
