@@ -47,7 +47,8 @@ Sections (medians; "floor" is the least any tool could take for the same work):
            time with start-up, the consumer's own CPU, and peak RSS (sampled every 10 ms) are shown
            too. The logs are checked: every line of the retained rotated segments present, in
            order, the last one included. The baseline gets a tenth of the 200 MB (one record per
-           line is slow); rates compare.
+           line is slow); rates compare. The generators alone (stdout on /dev/null) give the
+           pace no reader of a pipe can reach.
   soak     (--soak) 300 fires at one per second: no missed or duplicated fire, RSS growth <= 1 MiB.
 
 Units: MB/s is 10^6 bytes per second; memory is in MiB. Targets are printed PASS/MISS, never asserted.

@@ -52,6 +52,16 @@ def section_output(bench: Bench) -> Report:
                                 lambda t: amount_of(t, sizes) // fx.LINE_BYTES, per_line=True)
     update_rate = add_output_rows(report, "`\\r` updates", updates, "updates",
                                   lambda t: sizes.progress_updates, per_line=False)
+    alone = {kind: median([generator_alone(bench, kind, amount, rep) for rep in range(sizes.out_reps)])
+             for kind, amount in (("lines", sizes.out_bytes), ("progress", sizes.progress_updates))}
+    report.notes.append(
+        f"the generators alone, writing to /dev/null (no pipe, no reader): "
+        f"{sizes.out_bytes / alone['lines'] / 1e6:.0f} MB/s of lines, "
+        f"{sizes.progress_updates / alone['progress']:,.0f} updates/s, against Lynx's "
+        f"{line_rate[0] * fx.LINE_BYTES / 1e6:.0f} MB/s and {update_rate[0]:,.0f}/s and tee's "
+        f"{line_rate[1] * fx.LINE_BYTES / 1e6:.0f} MB/s and {update_rate[1]:,.0f}/s: a pipe costs the writer on "
+        "every write, and where both readers keep up with that pace the ratio to tee swings either side of 1.0 "
+        "from run to run.")
     report.notes += [
         (f"rates are per second of the generator's writing, median of {sizes.out_reps} interleaved run(s) for "
          "Lynx and tee, 1 for the baseline, whose line amount is smaller (it logs one record per line); wall "
@@ -143,6 +153,19 @@ def output_run(bench: Bench, tool: str, kind: str, amount: int, rep: int) -> Out
         check = check_tee_progress(log, amount) if tool == "tee" else check_rotated_progress(log, amount)
     shutil.rmtree(work, ignore_errors=True)   # 200 MB logs: do not keep them around
     return OutputRun(sampled.wall, last - first, sampled.peak_rss, sampled.cpu, check)
+
+
+def generator_alone(bench: Bench, kind: str, amount: int, rep: int) -> float:
+    """Seconds the generator takes from its first write to its last with stdout on /dev/null."""
+    work = bench.workdir(f"output/{kind}-alone-{rep}")
+    stamps = work / "writing.times"
+    gen = bench.scripts["gen_lines.py" if kind == "lines" else "gen_progress.py"]
+    proc = bench.procs.spawn([bench.python, str(gen), str(amount), str(stamps)], cwd=work, env=step_env(bench))
+    if bench.procs.wait(proc, 60 + amount / (1e6 if kind == "lines" else 1e3), f"{kind} generator alone"):
+        raise BenchError(f"output: the {kind} generator failed on its own")
+    first, last = map(float, stamps.read_text().split())
+    shutil.rmtree(work, ignore_errors=True)
+    return last - first
 
 
 def tee_run(bench: Bench, gen_argv: list[str], log: Path, cwd: Path, timeout: float) -> Sampled:
