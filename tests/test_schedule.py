@@ -179,3 +179,23 @@ def test_the_loop_fires_through_daylight_saving_nights_as_apscheduler_does(cron,
     drive(build(cron), runs, clock)
     assert [due.astimezone(timezone.utc) for due in runs.due] == expected
     assert [w.astimezone(timezone.utc) for w in clock.waits] == expected
+
+
+def test_the_real_clock_hands_memory_back_before_a_long_wait_only(monkeypatch):
+    from lynx import memory, schedule
+
+    released, now = [], [T0]
+    monkeypatch.setattr(memory, "release_free_memory", lambda: released.append(now[0]) or True)
+    # No real waiting: the clock reads `now`, and sleeping moves it on.
+    monkeypatch.setattr(schedule.time, "sleep", lambda seconds: now.append(now.pop() + timedelta(seconds=seconds)))
+
+    class Clock(schedule.RealClock):
+        def now(self) -> datetime:
+            return now[0]
+
+    clock = Clock()
+    assert clock.sleep_until(T0 + timedelta(seconds=1))
+    assert released == []                       # a wait of a second: not worth it
+    assert clock.sleep_until(T0 + timedelta(minutes=5))
+    assert released == [T0 + timedelta(seconds=1)]   # once, before the long wait began
+    assert now[0] == T0 + timedelta(minutes=5)
