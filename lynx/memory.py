@@ -14,11 +14,11 @@ def release_free_memory() -> bool:
     """
     if not sys.platform.startswith("linux"):
         return False
-    import ctypes  # already loaded with a schedule: croniter's dateutil imports it
-
     try:
+        import ctypes  # already loaded with a schedule: croniter's dateutil imports it
+
         trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):   # musl and other C libraries have no malloc_trim
+    except (ImportError, OSError, AttributeError):   # no ctypes; musl and others have no malloc_trim
         return False
     trim(0)
     return True
