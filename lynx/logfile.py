@@ -42,12 +42,14 @@ class BlockRotatingFileHandler(logging.handlers.RotatingFileHandler):
         super().doRollover()
         self.size = 0
 
-    def write_block(self, block: bytes, head: bytes = b"") -> None:
+    def write_block(self, block: bytes | memoryview, head: bytes = b"") -> None:
         """Append head + block (whole lines of UTF-8), rotating between lines as needed.
 
         `head` belongs to the first line (its prefix): passed apart so it is never copied in front.
         """
         with self.lock:
+            if isinstance(block, memoryview) and self.size + len(head) + len(block) > self.maxBytes > 0:
+                block = bytes(block)   # finding the lines to rotate between needs bytes.rfind (once a file)
             view, start = memoryview(block), 0
             while head or start < len(block):
                 end = self._piece_end(block, start, len(head))

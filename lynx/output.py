@@ -30,8 +30,9 @@ def collapse_progress(line: bytes) -> bytes:
 
 
 # Receives (block, head): the log gets head + block, whole lines. Two pieces, so that the first
-# line's prefix is not copied in front of the block (which would copy the whole block).
-LogBlock = Callable[[bytes, bytes], None]
+# line's prefix is not copied in front of the block (which would copy the whole block). The block
+# may be a memoryview (of plain lines tagged in place).
+LogBlock = Callable[["bytes | memoryview", bytes], None]
 
 
 class StepOutput:
@@ -55,8 +56,17 @@ class StepOutput:
         data = self.pending + chunk if self.pending else chunk
         end = data.rfind(b"\n") + 1
         self.pending = self._trim(data[end:])
-        if end:
+        if not end:
+            return
+        if b"\x1b" in data or b"\r" in data:
             self._log(data[:end])
+            return
+        # Plain lines, the bulk of any big output: tag all of `data` in one pass and hand the log a
+        # view that stops before the unfinished line. Cutting the lines out first, then the tagged
+        # block's trailing prefix off, copied every chunk twice more.
+        prefix = self._prefix()
+        tagged = data.replace(b"\n", b"\n" + prefix)
+        self.log_block(memoryview(tagged)[: len(tagged) - (len(data) - end) - len(prefix)], prefix)
 
     def close(self) -> None:
         """Log the last line even when the step did not end it with a newline."""
@@ -82,9 +92,13 @@ class StepOutput:
             block = ANSI.sub(b"", block)
         if b"\r" in block:
             block = b"\n".join(collapse_progress(line) for line in block.split(b"\n"))
-        now = self.clock()
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)).encode()
-        prefix = b"%s.%03d %s | " % (stamp, int(now * 1000) % 1000, self.tag)
+        prefix = self._prefix()
         # One replace over the block is ~5x cheaper than splitting it into lines and joining them.
         # It leaves a prefix after the last newline too, which is cut off.
         self.log_block(block.replace(b"\n", b"\n" + prefix)[: -len(prefix)], prefix)
+
+    def _prefix(self) -> bytes:
+        """'2026-01-31 12:00:00.123 tag | ': what starts each line logged now."""
+        now = self.clock()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)).encode()
+        return b"%s.%03d %s | " % (stamp, int(now * 1000) % 1000, self.tag)

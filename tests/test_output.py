@@ -86,6 +86,24 @@ def test_rotation_keeps_exactly_the_backup_count_and_each_file_within_size(tmp_p
     assert newest[-1].endswith("s | line 0499")
 
 
+def test_big_chunks_cut_mid_line_rotate_between_whole_lines_and_lose_none(tmp_path):
+    path = tmp_path / "lynx.log"
+    handler = open_log_file(str(path), max_bytes=4096, backup_count=50)
+    out = StepOutput("s", None, handler.write_block)
+    data = b"".join(b"line %05d\n" % i for i in range(2000))
+    for start in range(0, len(data), 1000):   # chunks that end mid-line, many lines each
+        out.write(data[start:start + 1000])
+    out.close()
+    handler.close()
+    files = [tmp_path / f"lynx.log.{n}" for n in range(50, 0, -1)] + [path]
+    files = [f for f in files if f.exists()]
+    assert len(files) > 4
+    for f in files:
+        assert 0 < f.stat().st_size <= 4096 and f.read_bytes().endswith(b"\n")
+    lines = logged_lines([f.read_bytes() for f in files])
+    assert lines == [(b"s", b"line %05d" % i) for i in range(2000)]
+
+
 def test_appending_to_an_existing_log_counts_its_size(tmp_path):
     path = tmp_path / "lynx.log"
     path.write_bytes(b"old\n" * 245)  # 980 bytes already there
