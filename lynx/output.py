@@ -31,7 +31,7 @@ def collapse_progress(line: bytes) -> bytes:
 
 # Receives (block, head): the log gets head + block, whole lines. Two pieces, so that the first
 # line's prefix is not copied in front of the block (which would copy the whole block). The block
-# may be a memoryview (of plain lines tagged in place).
+# is a memoryview of the tagged lines.
 LogBlock = Callable[["bytes | memoryview", bytes], None]
 
 
@@ -59,14 +59,9 @@ class StepOutput:
         if not end:
             return
         if b"\x1b" in data or b"\r" in data:
-            self._log(data[:end])
-            return
-        # Plain lines, the bulk of any big output: tag all of `data` in one pass and hand the log a
-        # view that stops before the unfinished line. Cutting the lines out first, then the tagged
-        # block's trailing prefix off, copied every chunk twice more.
-        prefix = self._prefix()
-        tagged = data.replace(b"\n", b"\n" + prefix)
-        self.log_block(memoryview(tagged)[: len(tagged) - (len(data) - end) - len(prefix)], prefix)
+            self._log_lines(data[:end])
+        else:   # plain lines, the bulk of any big output: not even the unfinished line is cut off first
+            self._log(data, end)
 
     def close(self) -> None:
         """Log the last line even when the step did not end it with a newline."""
@@ -74,7 +69,7 @@ class StepOutput:
             line = collapse_progress(self.pending)
             self.pending = b""
             if line:
-                self._log(line + b"\n")
+                self._log_lines(line + b"\n")
 
     def _trim(self, pending: bytes) -> bytes:
         """Hold only what the next newline could still need: the last redraw, bounded."""
@@ -82,20 +77,26 @@ class StepOutput:
         if cut >= 0:
             pending = pending[cut + 1:]
         if len(pending) > MAX_PENDING:
-            self._log(pending + b"\n")
+            self._log_lines(pending + b"\n")
             return b""
         return pending
 
-    def _log(self, block: bytes) -> None:
-        """Prefix every line of `block` (which ends with a newline) and hand it to the log."""
+    def _log_lines(self, block: bytes) -> None:
+        """Log whole lines (`block` ends with a newline) without escape codes, redraws collapsed."""
         if b"\x1b" in block:
             block = ANSI.sub(b"", block)
         if b"\r" in block:
             block = b"\n".join(collapse_progress(line) for line in block.split(b"\n"))
+        self._log(block, len(block))
+
+    def _log(self, data: bytes, end: int) -> None:
+        """Prefix every line of data[:end] (which ends with a newline) and hand them to the log."""
         prefix = self._prefix()
-        # One replace over the block is ~5x cheaper than splitting it into lines and joining them.
-        # It leaves a prefix after the last newline too, which is cut off.
-        self.log_block(block.replace(b"\n", b"\n" + prefix)[: -len(prefix)], prefix)
+        # One replace over all of `data` is ~5x cheaper than splitting lines and joining them. The
+        # log gets a view that stops before the prefix after the last newline (and whatever follows
+        # it): cutting either off would copy the whole block again.
+        tagged = data.replace(b"\n", b"\n" + prefix)
+        self.log_block(memoryview(tagged)[: len(tagged) - (len(data) - end) - len(prefix)], prefix)
 
     def _prefix(self) -> bytes:
         """'2026-01-31 12:00:00.123 tag | ': what starts each line logged now."""
