@@ -22,6 +22,9 @@ _YAML = "tag:yaml.org,2002:"
 _MERGE = _YAML + "merge"
 _VALUE = _YAML + "value"  # PyYAML tags a lone `=` so but cannot construct it; Lynx reads it as text
 _STR = _YAML + "str"
+# Tags whose scalars are read as the text they are: most nodes, so they skip the constructor
+# (and the import statements that find it).
+_AS_TEXT = (_STR, _MERGE, _VALUE)
 Entry = tuple["Node", "Node"]  # (key node, value node)
 
 
@@ -119,7 +122,7 @@ def check_nodes(node: Node, path: str, ctx: Context, done: set[int], stack: set[
 
 
 def _check_tag(node: Node, path: str, ctx: Context) -> None:
-    if node.tag in (_STR, _MERGE, _VALUE):   # most nodes: no import statement run for them
+    if node.tag in _AS_TEXT:
         return
     from yaml.constructor import SafeConstructor
 
@@ -132,7 +135,7 @@ def _check_tag(node: Node, path: str, ctx: Context) -> None:
 
 
 def _construct(node: Node, path: str, ctx: Context) -> Any:
-    if node.tag in (_STR, _MERGE, _VALUE):   # text as it stands: most scalars, no constructor needed
+    if node.tag in _AS_TEXT:
         return node.value
     from yaml import YAMLError
     from yaml.constructor import SafeConstructor
