@@ -35,7 +35,7 @@ setup(
         "test": ["pytest>=7", "pexpect>=4.8", "ruff"],
         "bench": ["apscheduler>=3.10,<4"],
     },
-    entry_points={"console_scripts": ["lynx=lynx.cli:main"]},
+    entry_points={"console_scripts": ["lynx=lynx.cli:entry"]},
     classifiers=[
         "License :: OSI Approved :: MIT License",
         "Programming Language :: Python :: 3",

@@ -1,5 +1,5 @@
 import sys
 
-from lynx.cli import main
+from lynx.cli import entry
 
-sys.exit(main())
+sys.exit(entry())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -105,6 +106,9 @@ class Progress(Protocol):
 def run(config: Config, schedule, options: StartOptions, screen: bool,
         progress: Progress | None = None) -> int:
     """Set up logging and run once or on the schedule; the exit status."""
+    if not gc.isenabled():   # off for start-up (cli.entry); the runs need it
+        gc.freeze()          # start-up's objects live until exit: no later collection walks them again
+        gc.enable()
     logger = logs.setup(options.log_level, options.log_file, options.log_size, options.log_backup_count,
                         screen=sys.stderr if screen else None)
     signal.signal(signal.SIGTERM, _raise_stop)

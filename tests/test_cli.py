@@ -38,6 +38,34 @@ def test_version_is_printed_the_same_by_the_console_script_and_python_m(run_lynx
     assert out.stdout.strip() == f"lynx {__version__}"
 
 
+def test_the_command_keeps_the_collector_out_of_start_up_but_runs_steps_with_it_on(write_config, write_script,
+                                                                                   tmp_path):
+    # Start-up's objects live until exit: collecting them is wasted work (~8 ms of `lynx start`),
+    # but a schedule may run for months, so the collector is on again before the first step.
+    write_script("ok.py", "print('ok')\n")
+    cfg = write_config("steps:\n  - script: ok.py\n")
+    code = """if True:
+        import gc, sys
+        from lynx import cli, launch
+        seen, load, run = [], launch.load, launch._run
+        def watched_load(path):
+            seen.append(("load", gc.isenabled()))
+            return load(path)
+        def watched_run(*args):
+            seen.append(("run", gc.isenabled(), gc.get_freeze_count() > 0))
+            return run(*args)
+        launch.load, launch._run = watched_load, watched_run
+        sys.argv = ["lynx", "start", "-cf", sys.argv[1]]
+        status = cli.entry()
+        print(seen, status)
+    """
+    out = subprocess.run([sys.executable, "-c", code, str(cfg)], capture_output=True, text=True, timeout=30,
+                         cwd=tmp_path, env=lynx_env(), check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "[('load', False), ('run', True, True)] 0"
+    assert "step 1/1 'ok' succeeded" in out.stderr
+
+
 def test_two_letter_flags_mean_the_same_as_the_long_ones_in_any_order():
     short = parse(["start", "-ni", "-lf", "x.log", "-cf=a.yaml", "-ls", "10", "-lbc", "2", "-kr", "-ll", "debug"])
     long = parse(["start", "--log-level", "debug", "--keep-running", "--log-backup-count=2", "--log-size", "10",
