@@ -15,7 +15,7 @@ from lynx import ledger, logs
 from lynx.config import Config, Step, load
 from lynx.errors import StopRequested, UsageError
 from lynx.options import whole_number
-from lynx.output import StepOutput
+from lynx.output import Screen, StepOutput
 from lynx.runner import RunResult, StepInterrupted
 from lynx.runs import RunSettings, make_run_once, select_steps
 
@@ -113,8 +113,8 @@ def run(config: Config, schedule, options: StartOptions, screen: bool,
                         screen=sys.stderr if screen else None)
     signal.signal(signal.SIGTERM, _raise_stop)
     handler = logs.file_handler(logger)
-    output_for = outputs(sys.stdout.buffer if screen else None, handler.write_block if handler else None,
-                         progress)
+    output_for = outputs(Screen(sys.stdout.buffer, _screen_lost) if screen else None,
+                         handler.write_block if handler else None, progress)
     on_failure = ask_on_terminal if options.interactive else None
     run_once = make_run_once(run_settings(config, options), output_for, on_failure, progress)
     try:
@@ -157,6 +157,12 @@ def _interrupted(exc: StepInterrupted) -> int:
     if exc.resume:
         log.info("to resume from the %s step: %s", exc.status, exc.resume)
     return 0 if exc.stopped else 130
+
+
+def _screen_lost(exc: OSError) -> None:
+    where = "goes to the log file only" if logs.file_handler(log) else "is discarded (no --log-file)"
+    log.warning("cannot write step output to stdout (%s): the steps go on; their output %s",
+                exc.strerror or exc, where)
 
 
 def _raise_stop(signum: int, frame: object) -> None:

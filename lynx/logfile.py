@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import sys
+from typing import Callable
 
 # Linux and the BSDs; elsewhere the buffered file object writes the two pieces.
 WRITEV = hasattr(os, "writev")
@@ -20,12 +22,20 @@ class BlockRotatingFileHandler(logging.handlers.RotatingFileHandler):
     The stock handler seeks to the end of the file before every record to learn its size;
     step output can be hundreds of MB, so the size is tracked in memory instead and a
     block is written in as few pieces as rotation allows, each cut on a line boundary.
+
+    A write that fails (a full disk) never stops a step: what could not be written is counted,
+    `notify` is told once, and the log itself says how much it missed once it can be written again.
     """
 
-    def __init__(self, filename: str, max_bytes: int, backup_count: int) -> None:
+    def __init__(self, filename: str, max_bytes: int, backup_count: int,
+                 notify: Callable[[str], None] | None = None) -> None:
         super().__init__(filename, mode="a", maxBytes=max_bytes, backupCount=backup_count,
                          encoding="utf-8", delay=False)
         self.size = self.stream.tell() if self.stream else 0
+        self.notify = notify   # tells the user of a failed write and of the recovery (the screen)
+        self.lost = 0          # bytes not written since the last write that failed
+        self.why = ""          # the error that lost them
+        self.torn = False      # the last failed write ended the file mid-line
 
     def emit(self, record: logging.LogRecord) -> None:
         """Write one record, formatted once, rolling over first when it would not fit."""
@@ -36,6 +46,14 @@ class BlockRotatingFileHandler(logging.handlers.RotatingFileHandler):
             self._write(data)
         except Exception:  # noqa: BLE001 (logging: a failing handler reports, it never raises)
             self.handleError(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """An OS error (a rotation on a full disk) is counted as lost output; others as logging does."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            self._lost(len(str(record.msg)), exc)
+        else:
+            super().handleError(record)
 
     def doRollover(self) -> None:
         """Rotate the files and start counting the new one from zero."""
@@ -51,32 +69,73 @@ class BlockRotatingFileHandler(logging.handlers.RotatingFileHandler):
             if isinstance(block, memoryview) and self.size + len(head) + len(block) > self.maxBytes > 0:
                 block = bytes(block)   # finding the lines to rotate between needs bytes.rfind (once a file)
             view, start = memoryview(block), 0
-            while head or start < len(block):
-                end = self._piece_end(block, start, len(head))
-                self._write_parts(head, view[start:end])
-                head, start = b"", end
+            try:
+                while head or start < len(block):
+                    end = self._piece_end(block, start, len(head))
+                    self._write_parts(head, view[start:end])
+                    head, start = b"", end
+            except OSError as exc:   # the rotation failed: this block is lost, the next may fit
+                self._lost(len(head) + len(block) - start, exc)
 
     def _write(self, data: bytes) -> None:
         """Append a record's bytes (straight to the binary layer) and count them."""
         self._write_parts(data, b"")
 
     def _write_parts(self, head: bytes, body: bytes) -> None:
-        """Append head + body in one system call where there is writev, and count the bytes."""
+        """Append head + body in one system call where there is writev, and count the bytes.
+
+        A failure loses these bytes (counted) and raises nothing.
+        """
         if self.stream is None:
             self.stream = self._open()
-        total = len(head) + len(body)
-        if WRITEV and body:
-            fd = self.stream.fileno()
-            written = os.writev(fd, [head, body])
-            if written < total:   # short write (a full disk or a signal): finish it in order
-                rest = (bytes(head) + bytes(body))[written:]
-                while rest:
-                    rest = rest[os.write(fd, rest):]
-        else:
-            self.stream.buffer.write(head)
-            self.stream.buffer.write(body)
-            self.stream.buffer.flush()
-        self.size += total
+        if self.lost and not self._say_what_was_lost():
+            self._lost(len(head) + len(body))
+            return
+        total, written = len(head) + len(body), 0
+        try:
+            if WRITEV:   # straight to the file: a failed write must not stay in a buffer to go in later
+                fd = self.stream.fileno()
+                written = os.writev(fd, [head, body])
+                if written < total:   # short write (a full disk or a signal): finish it in order
+                    rest = (bytes(head) + bytes(body))[written:]
+                    while rest:
+                        done = os.write(fd, rest)
+                        written, rest = written + done, rest[done:]
+            else:
+                self.stream.buffer.write(head)
+                self.stream.buffer.write(body)
+                self.stream.buffer.flush()
+                written = total
+        except OSError as exc:
+            self.torn = written > 0
+            self._lost(total - written, exc)
+        finally:
+            self.size += written
+
+    def _lost(self, count: int, exc: OSError | None = None) -> None:
+        """Count bytes that could not be written; the first failure of a run of them is told."""
+        if exc is not None:
+            self.why = exc.strerror or str(exc)
+        if not self.lost and self.notify is not None:
+            self.notify(f"cannot write the log file {self.baseFilename} ({self.why}): steps go on; "
+                        "the log says how much it missed once it can be written again")
+        self.lost += max(count, 1)
+
+    def _say_what_was_lost(self) -> bool:
+        """Write a line saying how much the log missed; True (and the count reset) if it went in."""
+        record = logging.LogRecord("lynx", logging.WARNING, "", 0, "%d bytes of output and records could not "
+                                   "be written to this log (%s)", (self.lost, self.why), None)
+        data = ("\n" * self.torn + self.format(record) + self.terminator).encode("utf-8", "replace")
+        try:
+            os.write(self.stream.fileno(), data)
+        except OSError:
+            return False
+        self.size += len(data)
+        self.torn = False
+        if self.notify is not None:
+            self.notify(f"the log file {self.baseFilename} can be written again; {self.lost} bytes were lost")
+        self.lost = 0
+        return True
 
     def _piece_end(self, block: bytes, start: int, extra: int) -> int:
         """Where the longest run of whole lines from `start` that fits (after `extra` bytes) ends.

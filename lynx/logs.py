@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Callable, TextIO
 
 from lynx.errors import UsageError
 
@@ -57,8 +57,18 @@ def setup(level: str = "INFO", log_file: str | None = None, max_bytes: int = 209
         console.setFormatter(formatter("lynx: %(message)s"))
         logger.addHandler(console)
     if log_file:
-        logger.addHandler(open_log_file(log_file, max_bytes, backup_count))
+        handler = open_log_file(log_file, max_bytes, backup_count)
+        if screen is not None:   # a full disk is told on the screen; in the log once it has room again
+            handler.notify = _teller(console)
+        logger.addHandler(handler)
     return logger
+
+
+def _teller(console: logging.Handler) -> Callable[[str], None]:
+    """Say a warning on the screen only (the file handler uses it to speak of itself)."""
+    def tell(text: str) -> None:
+        console.handle(logging.LogRecord(LOGGER_NAME, logging.WARNING, "", 0, text, None, None))
+    return tell
 
 
 def _skip_unused_record_fields() -> None:

@@ -7,6 +7,7 @@ made the old design slow. Memory stays flat because at most one partial line is 
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from typing import BinaryIO, Callable
@@ -27,6 +28,42 @@ def collapse_progress(line: bytes) -> bytes:
         return line
     parts = [part for part in line.split(b"\r") if part]
     return parts[-1] if parts else b""
+
+
+class Screen:
+    """Lynx's stdout, where step output is copied as it comes. It may go away while steps run (a
+    pipe into `head` closed, a terminal hung up): the steps go on, their output to the log only.
+    """
+
+    def __init__(self, stream: BinaryIO, on_lost: Callable[[OSError], None]) -> None:
+        self.stream: BinaryIO | None = stream
+        self.on_lost = on_lost
+
+    def write(self, chunk: bytes) -> None:
+        """Write and flush the chunk; after the first failure, drop it and every later one."""
+        if self.stream is None:
+            return
+        try:
+            self.stream.write(chunk)
+            self.stream.flush()
+        except OSError as exc:
+            stream, self.stream = self.stream, None
+            _discard_from_now_on(stream)
+            self.on_lost(exc)
+
+    def flush(self) -> None:
+        """write() has flushed already."""
+
+
+def _discard_from_now_on(stream: BinaryIO) -> None:
+    """Point the stream's descriptor at /dev/null (the Python docs' advice for a broken pipe), so
+    that what is still in its buffer cannot fail again when the interpreter flushes it at exit."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+    except (OSError, ValueError):   # no descriptor (a test's BytesIO): nothing to flush at exit either
+        pass
 
 
 # Receives (block, head): the log gets head + block, whole lines. Two pieces, so that the first

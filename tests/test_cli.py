@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -133,6 +134,43 @@ def test_a_failed_step_without_dialog_exits_1_and_later_steps_do_not_run(run_lyn
     assert result.returncode == 1
     assert "step 1/2 'fail' failed (exit status 4)" in result.stderr
     assert not (tmp_path / "ran").exists()
+
+
+def test_a_closed_stdout_does_not_stop_the_steps_or_lose_the_log(write_config, write_script, tmp_path, started):
+    # `lynx start | head -1`: the reader goes away while a step still prints.
+    write_script("talk.py", "for i in range(20000): print('line', i)\nopen('talked', 'w').close()\n")
+    write_script("after.py", "open('after', 'w').close()\n")
+    cfg = write_config("steps:\n  - script: talk.py\n  - script: after.py\n")
+    proc = subprocess.Popen([sys.executable, "-m", "lynx", "start", "-cf", str(cfg), "-ni", "-lf", "run.log"],
+                            cwd=tmp_path, env=lynx_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    started.add(proc.pid)
+    assert proc.stdout.readline() == "line 0\n"
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "Exception ignored" not in err
+    assert err.count("cannot write step output to stdout (Broken pipe): the steps go on; their output goes "
+                     "to the log file only") == 1
+    assert (tmp_path / "talked").exists() and (tmp_path / "after").exists()
+    assert "talk | line 19999" in (tmp_path / "run.log").read_text()
+    assert '"result":"ok"' in (tmp_path / ".lynx" / "runs.jsonl").read_text()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux) to fail writes for real")
+def test_a_log_file_on_a_full_disk_is_reported_once_and_the_run_goes_on(run_lynx, write_config, write_script,
+                                                                         tmp_path):
+    write_script("talk.py", "for i in range(2000): print('line', i)\n")
+    write_script("after.py", "open('after', 'w').close()\n")
+    cfg = write_config("steps:\n  - script: talk.py\n  - script: after.py\n")
+    (tmp_path / "full.log").symlink_to("/dev/full")   # every write fails with ENOSPC
+    result = run_lynx("start", "-cf", str(cfg), "-ni", "-lf", "full.log", "-ls", "0")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "Logging error" not in result.stderr
+    assert result.stderr.count("cannot write the log file") == 1
+    assert "(No space left on device): steps go on" in result.stderr
+    assert "line 1999" in result.stdout and (tmp_path / "after").exists()
+    assert '"result":"ok"' in (tmp_path / ".lynx" / "runs.jsonl").read_text()
 
 
 def test_the_log_file_has_every_line_tagged_and_progress_collapsed(run_lynx, write_config, write_script, tmp_path):

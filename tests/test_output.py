@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 
+import pytest
+
 from lynx.logs import open_log_file
-from lynx.output import MAX_PENDING, StepOutput, collapse_progress
+from lynx.output import MAX_PENDING, Screen, StepOutput, collapse_progress
 
 LINE = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (\S+) \| (.*)$")
 
@@ -155,3 +158,61 @@ def test_a_short_writev_is_finished_in_order(tmp_path, monkeypatch):
     handler.write_block(b"line one\nline two\n", head=b"tag | ")
     handler.close()
     assert (tmp_path / "lynx.log").read_bytes() == b"tag | line one\nline two\n"
+
+
+def _disk_full(handler):
+    """Make the handler's file descriptor /dev/full (every write: ENOSPC); returns a restorer."""
+    fd = handler.stream.fileno()
+    saved, full = os.dup(fd), os.open("/dev/full", os.O_WRONLY)
+    os.dup2(full, fd)
+    os.close(full)
+
+    def restore():
+        os.dup2(saved, fd)
+        os.close(saved)
+    return restore
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux) to fail writes for real")
+def test_a_full_disk_loses_what_cannot_be_written_says_so_once_and_the_log_tells_after(tmp_path):
+    path = tmp_path / "lynx.log"
+    handler = open_log_file(str(path), max_bytes=1 << 20, backup_count=1)
+    told = []
+    handler.notify = told.append
+    logger = logging.getLogger("lynx.test-full-disk")
+    logger.propagate, logger.handlers = False, [handler]
+    out = StepOutput("s", None, handler.write_block)
+    out.write(b"before\n")
+    restore = _disk_full(handler)
+    try:
+        for i in range(3):
+            out.write(b"lost %d\n" % i)          # raises nothing: the step must go on
+        logger.warning("a record lost too")
+    finally:
+        restore()
+    assert len(told) == 1 and "No space left on device" in told[0] and str(path) in told[0]
+    out.write(b"after\n")
+    handler.close()
+    lines = path.read_text().splitlines()
+    assert [line.split(" | ")[-1] for line in lines if " s | " in line] == ["before", "after"]
+    notice = [line for line in lines if "could not be written to this log" in line]
+    assert len(notice) == 1 and "lynx WARNING" in notice[0] and "(No space left on device)" in notice[0]
+    assert lines.index(notice[0]) == 1   # between the last line written and the first after
+    assert int(notice[0].split(": ", 1)[1].split()[0]) >= 3 * len(b"2026-01-01 00:00:00.000 s | lost 0\n")
+    assert len(told) == 2 and "can be written again" in told[1]
+    assert handler.size == path.stat().st_size
+
+
+def test_a_screen_that_goes_away_is_dropped_once_and_the_log_still_gets_everything(tmp_path):
+    read, write = os.pipe()
+    lost = []
+    screen = Screen(os.fdopen(write, "wb", buffering=0), lost.append)
+    blocks, log_block = collect()
+    out = StepOutput("s", screen, log_block)
+    out.write(b"seen\n")
+    assert os.read(read, 100) == b"seen\n"
+    os.close(read)                       # the reader (say `head`) is gone
+    out.write(b"one\n")
+    out.write(b"two\n")
+    assert len(lost) == 1 and isinstance(lost[0], BrokenPipeError)
+    assert [text for _, text in logged_lines(blocks)] == [b"seen", b"one", b"two"]
