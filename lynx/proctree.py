@@ -1,4 +1,5 @@
-"""Stopping a background Lynx's whole process tree with psutil: the daemon, its steps, their children.
+"""Ending process trees with psutil: a background Lynx's (the daemon, its steps, their children)
+and what a finished step left running in its process group.
 
 Steps run in their own process groups and may leave children behind, so the tree is collected
 before anything is signalled and every group it used is swept afterwards.
@@ -7,6 +8,7 @@ before anything is signalled and every group it used is swept afterwards.
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import psutil
@@ -103,3 +105,32 @@ def wait_gone(procs: list[psutil.Process], timeout: float) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def end_group(pgid: int, grace: float) -> list[str]:
+    """End the live processes of a finished step's group: SIGTERM, `grace` s, then SIGKILL.
+
+    Returns them as "name (pid N)", [] if only exited ones (zombies) were left; POSIX only.
+    """
+    members = [p for p in group_members({pgid}, []) if not is_gone(p)]
+    if not members:
+        return []
+    names = []
+    for proc in members:
+        try:
+            names.append(f"{proc.name()} (pid {proc.pid})")
+        except psutil.Error:
+            names.append(f"pid {proc.pid}")
+    _signal_group(pgid, signal.SIGTERM)
+    if not wait_gone(members, grace):
+        _signal_group(pgid, signal.SIGKILL)
+        wait_gone(members, KILL_WAIT)
+    _signal_group(pgid, signal.SIGKILL)   # whatever they started meanwhile in the same group
+    return names
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

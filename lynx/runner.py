@@ -180,11 +180,10 @@ def run_process(step: Step, output: StepOutput, env: Mapping[str, str],
     deadline = time.monotonic() + step.timeout if step.timeout else None
     try:
         ended = stream(proc, output, deadline)
-        if ended == LEFTOVERS:
-            log.warning("step '%s' left processes behind holding its output; ending them", step.name)
-            terminate_group(proc)
         # A step may stop writing to the pipe (EOF) long before it exits: keep waiting, within the deadline.
         timed_out = ended == TIMED_OUT or _wait(proc, deadline)
+        if not timed_out:
+            end_leftovers(step.name, proc.pid, holding_output=ended == LEFTOVERS)
     except BaseException:
         terminate_group(proc)
         raise
@@ -194,6 +193,26 @@ def run_process(step: Step, output: StepOutput, env: Mapping[str, str],
         terminate_group(proc)
         return proc.wait(), f"timed out after {step.timeout:g} s"
     return proc.wait(), ""
+
+
+def end_leftovers(name: str, pgid: int, holding_output: bool = False) -> None:
+    """End what a finished step left running in its process group (`cmd &`, a worker never joined).
+
+    On a schedule such processes would pile up run after run. A process meant to outlive its step
+    leaves the group (setsid). Checking costs one system call when nothing is left, the usual case.
+    """
+    if not POSIX:
+        return
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return
+    from lynx.proctree import end_group  # psutil: only when something is left
+
+    left = end_group(pgid, GRACE_SECONDS)
+    if left:
+        log.warning("step '%s' left %s running%s; ended %s", name, ", ".join(left),
+                    " (holding its output open)" if holding_output else "", "it" if len(left) == 1 else "them")
 
 
 def _wait(proc: subprocess.Popen, deadline: float | None) -> bool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -147,6 +149,67 @@ def test_a_background_process_holding_the_pipe_does_not_hang_the_run(tmp_path):
     assert result.ok
     left = int(pidfile.read_text())
     assert wait_for(lambda: gone(left), timeout=5)
+
+
+@pytest.fixture
+def lynx_warnings():
+    """The messages the 'lynx' logger gives at WARNING and above during the test."""
+    messages: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    logger, handler = logging.getLogger("lynx"), Keep(logging.WARNING)
+    logger.addHandler(handler)
+    yield messages
+    logger.removeHandler(handler)
+
+
+def _leave_behind(pidfile: Path, child_code: str, **popen) -> str:
+    """A step's code that starts `child_code` (output not to the step's pipe), waits until it is
+    ready (it prints one line), writes its pid to `pidfile` and exits."""
+    options = ", ".join(f"{k}={v}" for k, v in popen.items())
+    return ("import subprocess,sys,pathlib;"
+            f"c=subprocess.Popen([sys.executable,'-c',{child_code!r}],stdout=subprocess.PIPE,"
+            f"stderr=subprocess.DEVNULL,{options});"
+            f"c.stdout.readline(); pathlib.Path({str(pidfile)!r}).write_text(str(c.pid))")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process groups are POSIX")
+@pytest.mark.parametrize("ignores_sigterm", [False, True])
+def test_what_a_step_left_running_in_its_group_is_ended_when_the_step_ends(tmp_path, lynx_warnings, monkeypatch,
+                                                                          ignores_sigterm):
+    from lynx import runner
+
+    monkeypatch.setattr(runner, "GRACE_SECONDS", 0.5)   # then SIGKILL, for the one that ignores SIGTERM
+    pidfile = tmp_path / "left.pid"
+    child = ("import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); " if ignores_sigterm else
+             "import time; ") + "print('ready', flush=True); time.sleep(60)"
+    result = run_pipeline([py_step("leaves", _leave_behind(pidfile, child)), py_step("next", "pass")], Sink())
+    left = int(pidfile.read_text())
+    try:
+        assert gone(left)   # already when the run returns: ended before the next step started
+    finally:
+        if not gone(left):
+            os.kill(left, signal.SIGKILL)
+    assert result.ok and [s.name for s in result.steps] == ["leaves", "next"]
+    assert len(lynx_warnings) == 1
+    assert lynx_warnings[0].startswith("step 'leaves' left python") and f"(pid {left}) running" in lynx_warnings[0]
+    assert lynx_warnings[0].endswith("; ended it")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process groups are POSIX")
+def test_a_process_that_leaves_the_group_with_setsid_outlives_its_step(tmp_path, lynx_warnings):
+    pidfile = tmp_path / "server.pid"
+    child = "import time; print('ready', flush=True); time.sleep(60)"
+    code = _leave_behind(pidfile, child, start_new_session=True)
+    result = run_pipeline([py_step("serve", code)], Sink())
+    left = int(pidfile.read_text())
+    try:
+        assert result.ok and not gone(left) and lynx_warnings == []
+    finally:
+        os.kill(left, signal.SIGKILL)
 
 
 def test_continue_on_failure_goes_on_and_the_run_counts_as_failed():
