@@ -28,4 +28,7 @@ class NotRunningError(LynxError):
 
 
 class StopRequested(BaseException):
-    """SIGTERM or `lynx stop` asked Lynx to end; a BaseException so no `except Exception` eats it."""
+    """SIGTERM or `lynx stop` asked Lynx to end; a BaseException so no `except Exception` eats it.
+
+    Its message, if any, says why in other words than "stopped on request" (a hung-up terminal).
+    """

@@ -16,7 +16,7 @@ from lynx.config import Config, Step, load
 from lynx.errors import StopRequested, UsageError
 from lynx.options import whole_number
 from lynx.output import Screen, StepOutput
-from lynx.runner import RunResult, StepInterrupted
+from lynx.runner import Interrupted, RunResult, stop_reason
 from lynx.runs import RunSettings, make_run_once, select_steps
 
 log = logging.getLogger("lynx")
@@ -112,6 +112,8 @@ def run(config: Config, schedule, options: StartOptions, screen: bool,
     logger = logs.setup(options.log_level, options.log_file, options.log_size, options.log_backup_count,
                         screen=sys.stderr if screen else None)
     signal.signal(signal.SIGTERM, _raise_stop)
+    if screen and hasattr(signal, "SIGHUP"):   # the daemon ignores it (background.signal_map)
+        signal.signal(signal.SIGHUP, _hung_up)
     handler = logs.file_handler(logger)
     output_for = outputs(Screen(sys.stdout.buffer, _screen_lost) if screen else None,
                          handler.write_block if handler else None, progress)
@@ -119,13 +121,13 @@ def run(config: Config, schedule, options: StartOptions, screen: bool,
     run_once = make_run_once(run_settings(config, options), output_for, on_failure, progress)
     try:
         return _run(schedule, options, run_once, progress)
-    except StepInterrupted as exc:
+    except Interrupted as exc:
         return _interrupted(exc)
     except KeyboardInterrupt:
         log.warning("interrupted while waiting for the next run; stopped")
         return 130
-    except StopRequested:
-        log.info("stopped on request while waiting for the next run")
+    except StopRequested as exc:
+        log.info("%s while waiting for the next run", stop_reason(exc))
         return 0
     finally:
         logging.shutdown()
@@ -147,15 +149,11 @@ def _run(schedule, options: StartOptions, run_once: Callable[[datetime | None], 
                     on_next=progress.next_fire if progress else None)
 
 
-def _interrupted(exc: StepInterrupted) -> int:
+def _interrupted(exc: Interrupted) -> int:
     """Say where the run stopped; 130 for Ctrl+C, 0 for a requested stop."""
-    where = f"step '{exc.step.name}' ({exc.index + 1}/{exc.total})"
-    if exc.stopped:
-        log.warning("stopped on request during %s; the step was ended", where)
-    else:
-        log.warning("interrupted by Ctrl+C during %s; the step was ended", where)
+    log.warning("%s %s%s", exc.how, exc.where, f"; {exc.cut_short} was ended" if exc.cut_short else "")
     if exc.resume:
-        log.info("to resume from the %s step: %s", exc.status, exc.resume)
+        log.info("to resume from the %s step: %s", exc.which, exc.resume)
     return 0 if exc.stopped else 130
 
 
@@ -167,6 +165,11 @@ def _screen_lost(exc: OSError) -> None:
 
 def _raise_stop(signum: int, frame: object) -> None:
     raise StopRequested()
+
+
+def _hung_up(signum: int, frame: object) -> None:
+    """The terminal closed: its steps would go on unseen, orphaned; stop as on SIGTERM, said why."""
+    raise StopRequested("stopped by SIGHUP (the terminal closed)")
 
 
 def outputs(screen, log_block, progress: Progress | None = None) -> Callable[[Step], StepOutput]:

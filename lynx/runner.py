@@ -70,13 +70,18 @@ class RunResult:
         return "failed" if self.failed or not self.steps else "partial"
 
 
-class StepInterrupted(Exception):
-    """Carries the step that was running when the run was stopped from outside, and the results so far."""
+class Interrupted(Exception):
+    """A run stopped from outside (Ctrl+C, a stop request, raised `from` it): where, and the results so far."""
 
-    def __init__(self, step: Step, index: int, total: int, result: RunResult) -> None:
-        super().__init__(f"step '{step.name}' ({index + 1}/{total})")
-        self.step, self.index, self.total, self.result = step, index, total, result
-        self.resume: str | None = None   # the command that reruns from this step, once known
+    def __init__(self, where: str, result: RunResult, cut_short: str = "", resume_from: str | None = None,
+                 which: str | None = "failed") -> None:
+        super().__init__(where)
+        self.where = where               # "during step 'train' (2/4)", "during the on_start hook", ...
+        self.result = result
+        self.cut_short = cut_short       # what was running and got ended: "the step", "the hook" or ""
+        self.resume_from = resume_from   # the step a rerun should start at; None: nothing to resume
+        self._which = which              # that step for the user: "the {which} step"; None: by status
+        self.resume: str | None = None   # the command that does it, once known
 
     @property
     def stopped(self) -> bool:
@@ -87,6 +92,30 @@ class StepInterrupted(Exception):
     def status(self) -> str:
         """The run's result as the ledger records it: 'stopped' or 'interrupted'."""
         return "stopped" if self.stopped else "interrupted"
+
+    @property
+    def how(self) -> str:
+        return stop_reason(self.__cause__)
+
+    @property
+    def which(self) -> str:
+        return self._which or self.status
+
+
+def stop_reason(exc: BaseException | None) -> str:
+    """'interrupted by Ctrl+C', 'stopped on request', or a stop's own reason (a hung-up terminal)."""
+    if isinstance(exc, StopRequested):
+        return str(exc) or "stopped on request"
+    return "interrupted by Ctrl+C"
+
+
+class StepInterrupted(Interrupted):
+    """The run was stopped while a step ran (the step's process group was ended)."""
+
+    def __init__(self, step: Step, index: int, total: int, result: RunResult) -> None:
+        super().__init__(f"during step '{step.name}' ({index + 1}/{total})", result, "the step", step.name,
+                         which=None)   # "the interrupted step", "the stopped step"
+        self.step, self.index, self.total = step, index, total
 
 
 # What to do after a failed step: "step" (rerun it), "pipeline" (start over) or "abort".
@@ -110,16 +139,19 @@ def run_pipeline(steps: Sequence[Step], output_for: OutputFactory,
             outcome = run_step(step, index, len(steps), output_for(step), run_env or {}, inherited)
         except (KeyboardInterrupt, StopRequested) as exc:
             # The step that was running belongs in the record too, marked as ended from outside.
-            why = "stopped on request" if isinstance(exc, StopRequested) else "interrupted by Ctrl+C"
             result.steps.append(StepResult(step.name, index, duration=time.monotonic() - step_started,
-                                           attempts=1, reason=why))
+                                           attempts=1, reason=stop_reason(exc)))
             raise StepInterrupted(step, index, len(steps), result) from exc
         result.steps.append(outcome)
         if outcome.ok or step.continue_on_failure:
             outcome.tolerated = not outcome.ok
             index += 1
             continue
-        choice = on_failure(outcome) if on_failure else "abort"
+        try:
+            choice = on_failure(outcome) if on_failure else "abort"
+        except (KeyboardInterrupt, StopRequested) as exc:   # at the dialog: the failed step is the record
+            raise Interrupted(f"at the dialog after step '{step.name}' ({index + 1}/{len(steps)}) failed",
+                              result, resume_from=step.name) from exc
         if choice == "abort":
             break
         if choice == "pipeline":

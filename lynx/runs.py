@@ -11,12 +11,12 @@ from typing import Callable, NamedTuple
 
 from lynx import ledger
 from lynx.config import Config, Hook, Step
-from lynx.errors import UsageError
+from lynx.errors import StopRequested, UsageError
 from lynx.runner import (
+    Interrupted,
     OnFailure,
     OutputFactory,
     RunResult,
-    StepInterrupted,
     run_pipeline,
     run_process,
     summary,
@@ -68,14 +68,17 @@ def make_run_once(settings: RunSettings, output_for: OutputFactory, on_failure: 
         log.info("run %s: %s, %d steps", run_id, settings.config.path.name, len(settings.steps))
         if progress is not None:
             progress.run_started(due)
-        _hook(settings.config.hooks.get("on_start"), env, output_for)
         try:
+            first = settings.steps[0].name if settings.steps else None
+            _hook(settings.config.hooks.get("on_start"), env, output_for, rerun_from=first)
             result = run_pipeline(settings.steps, output_for, on_failure, env)
-        except StepInterrupted as exc:
+        except Interrupted as exc:
             _record(settings, env, started, exc.status, exc.result)
-            exc.resume = resume_command(settings, exc.step.name)   # said after the interruption itself
-            raise
-        _finish(settings, env, started, result, output_for)
+            raise _with_resume(settings, exc)
+        try:
+            _finish(settings, env, started, result, output_for)   # records the run, then runs its last hook
+        except Interrupted as exc:
+            raise _with_resume(settings, exc)
         if progress is not None:
             progress.run_ended(result)
         return result.ok
@@ -97,7 +100,7 @@ def _finish(settings: RunSettings, env: dict[str, str], started: datetime, resul
         **env, "LYNX_RESULT": result.status, "LYNX_FAILED_STEP": failed.name,
         "LYNX_FAILED_REASON": failed.reason,
         "LYNX_EXIT_STATUS": str(failed.returncode if failed.returncode is not None else ""),
-        "LYNX_LOG_FILE": settings.log_file or ""}, output_for)
+        "LYNX_LOG_FILE": settings.log_file or ""}, output_for, rerun_from=result.failed and failed.name)
     if result.failed:
         log.info("to resume from the failed step: %s", resume_command(settings, failed.name))
 
@@ -110,6 +113,13 @@ def resume_command(settings: RunSettings, failed: str) -> str:
     return shlex.join([*settings.resume_prefix, *selection])
 
 
+def _with_resume(settings: RunSettings, exc: Interrupted) -> Interrupted:
+    """The interruption, with the command that reruns what it cut off (said after the interruption)."""
+    if exc.resume_from is not None:
+        exc.resume = resume_command(settings, exc.resume_from)
+    return exc
+
+
 def _record(settings: RunSettings, env: dict[str, str], started: datetime, status: str,
             result: RunResult) -> None:
     ended = datetime.now(timezone.utc)
@@ -118,14 +128,22 @@ def _record(settings: RunSettings, env: dict[str, str], started: datetime, statu
         settings.log_file))
 
 
-def _hook(hook: Hook | None, env: dict[str, str], output_for: OutputFactory) -> None:
-    """Run a hook with the run's LYNX_* variables; its failure is logged, never the run's."""
+def _hook(hook: Hook | None, env: dict[str, str], output_for: OutputFactory, rerun_from: str | None = None
+          ) -> None:
+    """Run a hook with the run's LYNX_* variables; its failure is logged, never the run's.
+
+    Stopped from outside, it raises Interrupted: a rerun would start at `rerun_from` (None: none).
+    """
     if hook is None:
         return
     step = Step(name=f"hook:{hook.event}", argv=hook.argv, line=hook.line, timeout=hook.timeout)
     log.info("hook %s: %s", hook.event, shlex.join(hook.argv))
     output = output_for(step)
-    code, reason = run_process(step, output, {**env, "LYNX_HOOK": hook.event})
+    try:
+        code, reason = run_process(step, output, {**env, "LYNX_HOOK": hook.event})
+    except (KeyboardInterrupt, StopRequested) as exc:
+        raise Interrupted(f"during the {hook.event} hook", RunResult(), "the hook", rerun_from,
+                          "first" if hook.event == "on_start" else "failed") from exc
     if code != 0 or reason:
         from lynx.runner import describe
 

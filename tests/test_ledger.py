@@ -221,6 +221,70 @@ def test_a_run_ended_from_outside_is_recorded_and_its_step_is_ended(write_config
     assert f"to resume from the {recorded} step: " in err and err.rstrip().endswith("--from sleepy")
 
 
+def test_a_closed_terminal_stops_the_run_like_sigterm_and_ends_its_step(spawn_lynx, write_config, write_script,
+                                                                         tmp_path, started):
+    import pexpect
+
+    write_script("sleepy.py", SLEEPY["printing"])
+    cfg = write_config("steps:\n  - script: sleepy.py\n")
+    child = spawn_lynx("start", "-cf", str(cfg), "-lf", "run.log")
+    pidfile = tmp_path / "step.pid"
+    wait_for(lambda: pidfile.exists() and pidfile.read_text(), timeout=20)
+    step = int(pidfile.read_text())
+    started.add(step)
+    child.kill(signal.SIGHUP)   # what the terminal's closing sends
+    child.expect(pexpect.EOF)
+    child.close()
+    assert ends(step, started, timeout=3), "the step was left running"
+    assert child.exitstatus == 0
+    reason = "stopped by SIGHUP (the terminal closed)"
+    assert f"{reason} during step 'sleepy' (1/1); the step was ended" in (tmp_path / "run.log").read_text()
+    [entry] = lines(default_ledger(cfg))
+    assert entry["result"] == "stopped" and entry["steps"][0]["reason"] == reason
+
+
+def test_ctrl_c_at_the_dialog_is_recorded_with_the_failed_step_and_says_how_to_resume(spawn_lynx, write_config,
+                                                                                       write_script):
+    import pexpect
+
+    write_script("fails.py", "import sys; sys.exit(3)\n")
+    write_script("after.py", "pass\n")
+    cfg = write_config("steps:\n  - script: fails.py\n  - script: after.py\n")
+    child = spawn_lynx("start", "-cf", str(cfg))
+    child.expect("\\[a\\]bort\\? ")
+    child.sendintr()
+    child.expect("interrupted by Ctrl\\+C at the dialog after step 'fails' \\(1/2\\) failed")
+    child.expect("to resume from the failed step: .*--from fails")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    [entry] = lines(default_ledger(cfg))
+    assert entry["result"] == "interrupted"
+    assert [(s["name"], s["reason"]) for s in entry["steps"]] == [("fails", "exit status 3")]
+
+
+def test_a_stop_during_the_on_start_hook_ends_the_hook_and_records_the_run(write_config, write_script, tmp_path,
+                                                                           started):
+    write_script("hook.py", SLEEPY["silent"])
+    write_script("step.py", "open('step.ran', 'w').close()\n")
+    cfg = write_config(f"hooks:\n  on_start: {{command: [{sys.executable}, hook.py]}}\nsteps:\n  - script: step.py\n")
+    proc = subprocess.Popen([sys.executable, "-m", "lynx", "start", "-cf", str(cfg), "-ni"], cwd=tmp_path,
+                            env=lynx_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    started.add(proc.pid)
+    pidfile = tmp_path / "step.pid"
+    wait_for(lambda: pidfile.exists() and pidfile.read_text(), timeout=20)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert ends(int(pidfile.read_text()), started, timeout=3), "the hook was left running"
+    assert proc.returncode == 0, err
+    assert "stopped on request during the on_start hook; the hook was ended" in err
+    assert "waiting for the next run" not in err and not (tmp_path / "step.ran").exists()
+    assert "to resume from the first step: " in err and err.rstrip().endswith("--from step")
+    [entry] = lines(default_ledger(cfg))
+    assert entry["result"] == "stopped" and entry["steps"] == []
+
+
 def test_the_ledger_option_puts_the_ledger_where_it_says(run_lynx, write_config, write_script, tmp_path):
     write_script("ok.py", "pass\n")
     cfg = write_config("steps:\n  - script: ok.py\n")
