@@ -33,7 +33,8 @@ Options:
   -ll, --log-level LEVEL        Level of Lynx's own lines on the screen: DEBUG, INFO, WARNING
                                 or ERROR [default: INFO].
   -ls, --log-size BYTES         Rotate the log file when it would pass BYTES [default: 2097152].
-  -lbc, --log-backup-count N    How many rotated log files to keep [default: 3].
+  -lbc, --log-backup-count N    How many rotated log files to keep; 0: the log file starts
+                                over when full [default: 3].
   -ni, --non-interactive        Never ask: a failed step ends the run. Follows the cron schedule.
   -kr, --keep-running           With a schedule, keep it going after a failed run.
   -bg, --background             Run detached as a daemon; implies -ni. Asks for a log file on

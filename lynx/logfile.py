@@ -56,8 +56,14 @@ class BlockRotatingFileHandler(logging.handlers.RotatingFileHandler):
             super().handleError(record)
 
     def doRollover(self) -> None:
-        """Rotate the files and start counting the new one from zero."""
+        """Rotate the files and start counting the new one from zero.
+
+        With no backups to keep the file starts over (the stock handler, like a backup count of 0
+        in RotatingFileHandler, would reopen it for appending and let it grow without bound).
+        """
         super().doRollover()
+        if self.backupCount <= 0 and self.stream is not None:
+            self.stream.truncate(0)
         self.size = 0
 
     def write_block(self, block: bytes | memoryview, head: bytes = b"") -> None:

@@ -90,6 +90,8 @@ def open_log_file(path: str, max_bytes: int, backup_count: int) -> BlockRotating
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         handler = BlockRotatingFileHandler(os.fspath(path), max_bytes, backup_count)
+    except FileExistsError as exc:   # mkdir met a file where a directory should be
+        raise UsageError(f"cannot open log file {path}: {exc.filename} is not a directory") from exc
     except OSError as exc:
         raise UsageError(f"cannot open log file {path}: {exc.strerror or exc}") from exc
     handler.setLevel(logging.DEBUG)

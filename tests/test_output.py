@@ -216,3 +216,24 @@ def test_a_screen_that_goes_away_is_dropped_once_and_the_log_still_gets_everythi
     out.write(b"two\n")
     assert len(lost) == 1 and isinstance(lost[0], BrokenPipeError)
     assert [text for _, text in logged_lines(blocks)] == [b"seen", b"one", b"two"]
+
+
+def test_with_no_backups_to_keep_the_log_starts_over_instead_of_growing(tmp_path):
+    path = tmp_path / "lynx.log"
+    handler = open_log_file(str(path), max_bytes=1000, backup_count=0)
+    out = StepOutput("s", None, handler.write_block)
+    for i in range(500):
+        out.write(b"line %04d\n" % i)
+    handler.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["lynx.log"]
+    text = path.read_text()
+    assert 0 < len(text) <= 1000 and text.endswith("s | line 0499\n")
+    assert text.splitlines()[0].endswith(f" s | line {500 - len(text.splitlines()):04d}")   # whole lines
+
+
+def test_a_log_file_under_a_plain_file_is_named_as_not_a_directory(tmp_path):
+    from lynx.errors import UsageError
+
+    (tmp_path / "notes").write_text("")
+    with pytest.raises(UsageError, match=r"cannot open log file .*notes/run\.log: .*notes is not a directory$"):
+        open_log_file(str(tmp_path / "notes" / "run.log"), 1000, 1)
