@@ -12,10 +12,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from lynx.configsteps import SLURM_OPTIONS, collect_configs, read_executor, read_slurm, read_steps
+from lynx.configsteps import SECONDS, SLURM_OPTIONS, collect_configs, read_executor, read_slurm, read_steps
 from lynx.errors import ConfigError
 from lynx.executables import command_argv
 from lynx.yamlsafe import (
+    MAX_EXPANDED,
     Context,
     Entry,
     as_map,
@@ -24,7 +25,7 @@ from lynx.yamlsafe import (
     compose,
     describe,
     is_null,
-    is_number,
+    is_seconds,
     line_of,
     read_file,
     typed,
@@ -95,12 +96,21 @@ _HOOK_EVENTS = ("on_start", "on_success", "on_failure")
 
 def load(path: str | Path) -> Config:
     """Read and validate the config at `path`; raise ConfigError naming file, line and key."""
+    try:
+        return _load(path)
+    except RecursionError:   # lists in lists hundreds deep: no line to point at that would help
+        raise ConfigError(f"{path}: nested too deeply to read (lists or mappings hundreds of levels "
+                          "inside each other)") from None
+
+
+def _load(path: str | Path) -> Config:
     source = str(path)
     file = Path(os.path.abspath(path))
-    root = compose(read_file(file, source), source)
+    text = read_file(file, source)
+    root = compose(text, source)
     if root is None:
         raise ConfigError(f"{source}: the config file is empty; it needs a `steps:` list of scripts to run")
-    ctx = Context(source, file.parent, Path.cwd())
+    ctx = Context(source, file.parent, Path.cwd(), text)
     check_nodes(root, "", ctx, set(), set())
     if root.id != "mapping":
         ctx.fail(root, "", f"expected a mapping with `steps:` (and optional `configs:`, `cron:`), "
@@ -149,8 +159,8 @@ def _hook(event: str, entry: Entry, ctx: Context) -> Hook:
     if entry[1].id == "mapping":
         body = as_map(entry[1], path, ctx)
         check_keys(body, ("command", "timeout"), path, ctx)
-        timeout = typed(body.entries.get("timeout"), f"{path}.timeout", ctx, "a positive number of seconds",
-                        lambda v: is_number(v) and v > 0)
+        timeout = typed(body.entries.get("timeout"), f"{path}.timeout", ctx, SECONDS,
+                        lambda v: is_seconds(v, positive=True))
         if "command" not in body.entries:
             ctx.fail(entry[0], path, "needs `command:` (a program and its arguments)")
         entry, path = body.entries["command"], f"{path}.command"
@@ -159,6 +169,9 @@ def _hook(event: str, entry: Entry, ctx: Context) -> Hook:
 
 
 def _plain(node: Node, ctx: Context) -> Any:
+    ctx.expanded += 1
+    if ctx.expanded > MAX_EXPANDED:
+        ctx.fail(node, "cron", f"expands into more than {MAX_EXPANDED} values (aliases of aliases?)")
     if node.id == "scalar":
         return ctx.scalar(node)
     if node.id == "sequence":

@@ -17,6 +17,7 @@ from lynx.yamlsafe import (
     describe,
     is_null,
     is_number,
+    is_seconds,
     is_text,
     join_path,
     line_of,
@@ -40,10 +41,12 @@ _SLURM_RESERVED = ("--wrap", "--output", "--error", "--parsable", "--chdir", "--
                    "--input", "--open-mode", "-o", "-e", "-D", "-W", "-a", "-i")
 
 # Scalar step keys: (what is expected, test of the constructed value, conversion).
+SECONDS = "a positive number of seconds (at most ten years)"
 _SCALAR_OPTIONS: dict[str, tuple[str, Callable[[Any], bool], Callable[[Any], Any]]] = {
-    "timeout": ("a positive number of seconds", lambda v: is_number(v) and v > 0, float),
+    "timeout": (SECONDS, lambda v: is_seconds(v, positive=True), float),
     "retries": ("a whole number >= 0", lambda v: is_number(v) and isinstance(v, int) and v >= 0, int),
-    "retry_delay": ("a number of seconds >= 0", lambda v: is_number(v) and v >= 0, float),
+    "retry_delay": ("a number of seconds >= 0 (at most ten years)", lambda v: is_seconds(v, positive=False),
+                    float),
     "continue_on_failure": ("true or false", lambda v: isinstance(v, bool), bool),
 }
 
@@ -120,9 +123,15 @@ def _draft(item: Node, path: str, bodies: dict[str, Node], owners: dict[int, str
     # A known key with no value means the same as leaving it out.
     body = body._replace(entries={k: e for k, e in body.entries.items() if not is_null(e[1], ctx)})
     fields, stem = _fields(body, item, path, ctx)
-    name = typed(body.entries.get("name"), f"{path}.name", ctx, "a non-empty name", is_text)
+    name = typed(body.entries.get("name"), f"{path}.name", ctx, "a name of one line, at most 100 characters, "
+                 "without commas (--only separates names with them)", is_step_name)
     explicit = (name, line_of(body.entries["name"][0])) if name and own_name else None
     return _Draft(path, explicit, config or name or stem, fields)
+
+
+def is_step_name(value: Any) -> bool:
+    """Usable in logs, the summary and --only: one printable line, no comma, not blank, not huge."""
+    return is_text(value) and value.isprintable() and "," not in value and value.strip() != "" and len(value) <= 100
 
 
 def _lookup(item: Node, path: str, bodies: dict[str, Node], ctx: Context) -> str:
@@ -148,11 +157,17 @@ def _names(drafts: list[_Draft], ctx: Context) -> list[str]:
                                                  f"line {first.explicit[1]}); names must be unique")
         taken[name] = draft
     names = []
+    suffixes: dict[str, int] = {}   # the last suffix each automatic name got: 20,000 `train`s stay linear
     for draft in drafts:
-        name, n = draft.explicit[0] if draft.explicit else draft.auto, 1
-        while not draft.explicit and name in taken:
-            n += 1
-            name = f"{draft.auto}-{n}"
+        if draft.explicit:
+            name = draft.explicit[0]
+        else:
+            n = suffixes.get(draft.auto, 1)
+            name = draft.auto if n == 1 else f"{draft.auto}-{n}"
+            while name in taken:
+                n += 1
+                name = f"{draft.auto}-{n}"
+            suffixes[draft.auto] = n
         taken[name] = draft
         names.append(name)
     return names
@@ -184,8 +199,9 @@ def _fields(body: Map, item: Node, path: str, ctx: Context) -> tuple[dict[str, A
     if get("cwd"):
         fields["cwd"] = _directory(get("cwd"), f"{path}.cwd", ctx)
     fields["executor"] = read_executor(get("executor"), f"{path}.executor", ctx) or ctx.executor
+    slurm = read_slurm(get("slurm"), f"{path}.slurm", ctx)   # checked even where unused: typos show
     if fields["executor"] == "slurm":  # the step's own keys win over the top-level ones, key by key
-        fields["slurm"] = {**ctx.slurm, **read_slurm(get("slurm"), f"{path}.slurm", ctx)}
+        fields["slurm"] = {**ctx.slurm, **slurm}
     return {"argv": tuple(argv), "line": line_of(item), "script": script, **fields}, stem
 
 

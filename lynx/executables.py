@@ -33,6 +33,10 @@ def script_argv(entry: Entry, python: Entry | None, args: list[str], path: str, 
 def command_argv(entry: Entry, args: list[str], path: str, ctx: Context) -> list[str]:
     """`command:` (a string or a list of words) as argv, its program resolved to an absolute path."""
     key, node = entry
+    first = node if node.id == "scalar" else node.value[0] if node.id == "sequence" and node.value else None
+    if first is not None and first.id == "scalar" and isinstance(ctx.scalar(first), bool):
+        ctx.fail(first, path, f"{first.value!r} reads as a boolean in YAML, not a program; quote it "
+                              f"(\"{first.value}\") if you mean a program of that name")
     if node.id == "scalar":  # one string: split like a shell would, without a shell
         words = shell_words(as_text(node, path, ctx), node, path, ctx)
     else:  # a list: each element is one argv entry already
@@ -66,6 +70,9 @@ def _find(text: str, key: Node, path: str, ctx: Context) -> Path:
         candidate = os.path.abspath(given if base is None else os.path.join(base, given))
         if os.path.isfile(candidate):
             return Path(candidate)
+        if os.path.exists(candidate):   # there, but nothing a step can run
+            what = "a directory" if os.path.isdir(candidate) else "not a regular file"
+            ctx.fail(key, path, f"{candidate} is {what}; give the file to run")
         if candidate not in tried:
             tried.append(candidate)
     places = " and ".join(tried)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import os
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,11 @@ _STR = _YAML + "str"
 # Tags whose scalars are read as the text they are: most nodes, so they skip the constructor
 # (and the import statements that find it).
 _AS_TEXT = (_STR, _MERGE, _VALUE)
+MAX_CONFIG_BYTES = 16 << 20
+# Ten years: a longer timeout or wait is a typo (and further on time.sleep and datetime overflow).
+MAX_SECONDS = 10 * 365 * 24 * 3600
+# Items that aliases may expand a value into (`a: &a [*b, *b, ...]` nested doubles it per level).
+MAX_EXPANDED = 100_000
 Entry = tuple["Node", "Node"]  # (key node, value node)
 
 
@@ -39,13 +45,18 @@ class Map(NamedTuple):
 class Context:
     """What every check needs: where the file is, and the scalars already built safely."""
 
-    def __init__(self, source: str, base: Path, cwd: Path) -> None:
+    def __init__(self, source: str, base: Path, cwd: Path, text: str) -> None:
         self.source = source
+        # Only an escape (a backslash) or non-ASCII text can make a NUL or a lone surrogate: most
+        # configs have neither, and their scalars need not be searched for them.
+        self.odd_text_possible = not text.isascii() or "\\" in text
         self.base = base                          # the config file's directory
         self.cwd = cwd
         self.scalars: dict[int, Any] = {}
         self.executor = "local"                   # the top-level default for steps
         self.slurm: dict[str, Any] = {}           # the top-level `slurm:` defaults
+        self.maps: dict[int, Map] = {}            # as_map's result for each mapping merged somewhere
+        self.expanded = 0                         # items aliases have expanded into (see MAX_EXPANDED)
 
     def fail(self, at: Node | int, path: str, problem: str) -> NoReturn:
         """Raise the one-line ConfigError 'FILE:LINE: PATH: PROBLEM'."""
@@ -60,9 +71,19 @@ class Context:
 # --- reading -------------------------------------------------------------------------------------------
 
 def read_file(file: Path, source: str) -> str:
-    """The config's text; a missing, unreadable or non-UTF-8 file is a ConfigError."""
+    """The config's text; a missing, unreadable, special, huge or non-UTF-8 file is a ConfigError."""
+    import stat
+
     try:
-        return file.read_text(encoding="utf-8")
+        if not stat.S_ISREG(os.stat(file).st_mode) and not file.is_dir():
+            # A FIFO would block forever, /dev/zero would fill the memory.
+            raise ConfigError(f"{source}: not a regular file (a device, FIFO or socket); give a YAML file "
+                              "with --config-file")
+        with open(file, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)   # a size from stat is 0 for /proc files: read, bounded
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{source}: larger than {MAX_CONFIG_BYTES >> 20} MiB; is it really the config?")
+        return data.decode("utf-8")
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise ConfigError(f"{source}: config file not found (give another with --config-file)") from exc
     except IsADirectoryError as exc:
@@ -100,6 +121,11 @@ def compose(text: str, source: str) -> Node | None:
             problem += "; check the indentation"
         where = f"{source}:{mark.line + 1}" if mark else source
         raise ConfigError(_one_line(f"{where}: not valid YAML: {problem}")) from exc
+    except yaml.reader.ReaderError as exc:   # a character YAML does not allow (NUL, BEL, ...)
+        line = text.count("\n", 0, exc.position) + 1
+        problem = str(exc).split("\n")[0] if isinstance(exc.character, bytes) else (
+            f"unacceptable character #x{exc.character:04x}: {exc.reason}")
+        raise ConfigError(_one_line(f"{source}:{line}: not valid YAML: {problem}")) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(_one_line(f"{source}: not valid YAML: {exc}")) from exc
 
@@ -114,6 +140,8 @@ def check_nodes(node: Node, path: str, ctx: Context, done: set[int], stack: set[
     _check_tag(node, path, ctx)
     if node.id == "scalar":
         ctx.scalars[id(node)] = _construct(node, path, ctx)
+        if ctx.odd_text_possible:
+            _check_text(node.value, node, path, ctx)
         return
     stack.add(id(node))
     for child_path, child in _children(node, path):
@@ -134,6 +162,21 @@ def _check_tag(node: Node, path: str, ctx: Context) -> None:
     ctx.fail(node, path, f"unknown tag {tag}; remove it (Lynx reads plain YAML)")
 
 
+def _check_text(text: str, node: Node, path: str, ctx: Context) -> None:
+    """No program argument, name or environment value can hold a NUL or a lone surrogate."""
+    if text.isascii() and "\0" not in text:
+        return
+    if "\0" in text:
+        ctx.fail(node, path, "contains a NUL character (\\0), which no argument, name or variable can hold; "
+                             "remove it")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(text[exc.start])
+        ctx.fail(node, path, f"contains a lone surrogate (\\u{code:04x}), which is not a character; write "
+                             "the character itself")
+
+
 def _construct(node: Node, path: str, ctx: Context) -> Any:
     if node.tag in _AS_TEXT:
         return node.value
@@ -143,8 +186,10 @@ def _construct(node: Node, path: str, ctx: Context) -> Any:
     try:
         return SafeConstructor().construct_object(node)
     # SafeConstructor raises assorted built-in errors for values that defy their tag (`!!int many`).
-    except (YAMLError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        ctx.fail(node, path, f"cannot read {node.value!r} as {node.tag.replace(_YAML, '!!', 1)} ({exc})")
+    except (YAMLError, ValueError, OverflowError) as exc:
+        ctx.fail(node, path, f"cannot read {_shown(node.value)!r} as {node.tag.replace(_YAML, '!!', 1)} ({exc})")
+    except (TypeError, KeyError, AttributeError):   # their text is about PyYAML's insides, not the value
+        ctx.fail(node, path, f"cannot read {_shown(node.value)!r} as {node.tag.replace(_YAML, '!!', 1)}")
 
 
 def _children(node: Node, path: str) -> Iterator[tuple[str, Node]]:
@@ -174,7 +219,11 @@ def as_map(node: Node, path: str, ctx: Context) -> Map:
             entries[key.value] = (key, value)
     own = tuple(entries)
     for source in (node for node in merged if node.id == "mapping"):
-        for text, entry in as_map(source, path, ctx).entries.items():
+        # Each merged mapping is read once: one merged ten times, ten levels deep, would be 10**10.
+        done = ctx.maps.get(id(source))
+        if done is None:
+            done = ctx.maps[id(source)] = as_map(source, path, ctx)
+        for text, entry in done.entries.items():
             entries.setdefault(text, entry)
     return Map(entries, own, merged)
 
@@ -248,7 +297,15 @@ def is_text(value: Any) -> bool:
 
 def is_number(value: Any) -> bool:
     """An int or a finite float, not a boolean."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    try:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    except OverflowError:   # an int with hundreds of digits
+        return False
+
+
+def is_seconds(value: Any, positive: bool) -> bool:
+    """A number of seconds > 0 (or >= 0), at most MAX_SECONDS."""
+    return is_number(value) and (value > 0 if positive else value >= 0) and value <= MAX_SECONDS
 
 
 def describe(node: Node, ctx: Context) -> str:
@@ -262,8 +319,13 @@ def describe(node: Node, ctx: Context) -> str:
         return "null"
     kinds = ((bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"))
     kind = next((name for cls, name in kinds if isinstance(value, cls)), f"a {type(value).__name__}")
-    shown = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+    shown = _shown(node.value)
     return f"{kind} ({shown!r})" if isinstance(value, str) else f"{kind} ({shown})"
+
+
+def _shown(text: str) -> str:
+    """A value as a message quotes it: at most 40 characters."""
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def is_null(node: Node, ctx: Context) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -410,9 +411,9 @@ BAD_CONFIGS = [
     ("a key given twice", "steps:\n  - script: tasks/train.py\n    script: tasks/deploy.py\n", 3,
      ["steps[0].script: duplicate key (first at line 2)"]),
     ("a negative timeout", "steps:\n  - script: tasks/train.py\n    timeout: -5\n", 3,
-     ["steps[0].timeout: expected a positive number of seconds, got an integer (-5)"]),
+     ["steps[0].timeout: expected a positive number of seconds (at most ten years), got an integer (-5)"]),
     ("a timeout in words", "steps:\n  - script: tasks/train.py\n    timeout: ten\n", 3,
-     ["steps[0].timeout: expected a positive number of seconds, got a string ('ten')"]),
+     ["steps[0].timeout: expected a positive number of seconds (at most ten years), got a string ('ten')"]),
     ("a timeout that is a boolean", "steps:\n  - script: tasks/train.py\n    timeout: true\n", 3,
      ["steps[0].timeout:", "got a boolean (true)"]),
     ("negative retries", "steps:\n  - script: tasks/train.py\n    retries: -1\n", 3,
@@ -430,7 +431,7 @@ BAD_CONFIGS = [
     ("continue_on_failure in words", "steps:\n  - script: tasks/train.py\n    continue_on_failure: 'yes'\n", 3,
      ["steps[0].continue_on_failure: expected true or false, got a string ('yes')"]),
     ("a name that is a list", "steps:\n  - script: tasks/train.py\n    name: [a]\n", 3,
-     ["steps[0].name: expected a non-empty name, got a list of 1 item"]),
+     ["steps[0].name: expected a name of one line, at most 100 characters, without commas", "got a list of 1"]),
     ("two steps with the same explicit name", ("steps:\n  - script: tasks/train.py\n    name: fit\n"
      "  - script: tasks/validate.py\n    name: fit\n"), 5,
      ["steps[1].name: duplicate step name 'fit'", "steps[0].name at line 3"]),
@@ -443,6 +444,38 @@ BAD_CONFIGS = [
     ("an empty command", "steps:\n  - command: []\n", 2, ["steps[0].command: is empty"]),
     ("a python interpreter not found", "steps:\n  - script: tasks/train.py\n    python: lynx-no-such-python\n",
      3, ["steps[0].python: interpreter 'lynx-no-such-python' not found on PATH"]),
+    # Values no program could be given, or no clock could wait for (found by a QA pass).
+    ("a NUL in a command word", 'steps:\n  - command: ["/bin/echo", "a\\0b"]\n', 2,
+     ["steps[0].command[1]: contains a NUL character (\\0)"]),
+    ("a NUL in an env value", 'steps:\n  - script: tasks/train.py\n    env: {A: "x\\0"}\n', 3,
+     ["steps[0].env.A: contains a NUL character"]),
+    ("a lone surrogate in a name", 'steps:\n  - script: tasks/train.py\n    name: "\\ud800"\n', 3,
+     ["steps[0].name: contains a lone surrogate (\\ud800)"]),
+    ("a raw NUL byte in the file", "steps:\n  - script: tasks/train.py\n    name: a\0b\n", 3,
+     ["not valid YAML: unacceptable character #x0000"]),
+    ("a timeout too big for a float", "steps:\n  - script: tasks/train.py\n    timeout: 1" + "0" * 400 + "\n",
+     3, ["steps[0].timeout: expected a positive number of seconds (at most ten years), got an integer (100"]),
+    ("a retry_delay past ten years", "steps:\n  - script: tasks/train.py\n    retry_delay: 1.0e+29\n", 3,
+     ["steps[0].retry_delay: expected a number of seconds >= 0 (at most ten years)"]),
+    ("a hook timeout too big for a float", "hooks:\n  on_start: {command: [true], timeout: 1" + "0" * 400
+     + "}\nsteps:\n  - script: tasks/train.py\n", 2, ["hooks.on_start.timeout: expected a positive number"]),
+    ("a name with a comma", "steps:\n  - script: tasks/train.py\n    name: a,b\n", 3,
+     ["steps[0].name: expected a name of one line, at most 100 characters, without commas"]),
+    ("a name of two lines", 'steps:\n  - script: tasks/train.py\n    name: "a\\nb"\n', 3,
+     ["steps[0].name: expected a name of one line"]),
+    ("a blank name", 'steps:\n  - script: tasks/train.py\n    name: "  "\n', 3, ["steps[0].name: expected a name"]),
+    ("a name too long", "steps:\n  - script: tasks/train.py\n    name: " + "n" * 101 + "\n", 3,
+     ["steps[0].name: expected a name"]),
+    ("a command that YAML reads as a boolean", "steps:\n  - command: yes\n", 2,
+     ["steps[0].command: 'yes' reads as a boolean in YAML, not a program; quote it (\"yes\")"]),
+    ("a hook that YAML reads as a boolean", "hooks:\n  on_start: on\nsteps:\n  - script: tasks/train.py\n", 2,
+     ["hooks.on_start: 'on' reads as a boolean"]),
+    ("a script that is a directory", "steps:\n  - script: tasks\n", 2,
+     ["steps[0].script: {conf}/tasks is a directory; give the file to run"]),
+    ("a bad slurm key on a local step", "steps:\n  - script: tasks/train.py\n    slurm: {partitoin: gpu}\n",
+     3, ["steps[0].slurm.partitoin: unknown key; did you mean 'partition'?"]),
+    ("a timestamp that is not a date", "steps:\n  - script: tasks/train.py\n    name: !!timestamp soon\n", 3,
+     ["steps[0].name: cannot read 'soon' as !!timestamp"]),
     ("a python interpreter for a script that is not python",
      "steps:\n  - script: tasks/run.sh\n    python: python3\n", 3,
      ["steps[0].python: only applies to a .py script"]),
@@ -509,3 +542,59 @@ def test_the_libyaml_and_the_python_loaders_give_the_same_config(conf: Path, mon
     fast = load_text(conf, text)
     monkeypatch.delattr(yaml, "CSafeLoader")
     assert load_text(conf, text) == fast
+
+
+# --- configs made to exhaust Lynx (found by a QA pass): refused quickly, in one line ---------------------
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_a_fifo_as_the_config_is_refused_instead_of_waiting_for_a_writer(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ConfigError, match=r"pipe: not a regular file \(a device, FIFO or socket\)"):
+        load(tmp_path / "pipe")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_an_endless_device_as_the_config_is_refused_instead_of_read(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="^/dev/zero: not a regular file"):
+        load("/dev/zero")
+
+
+def test_a_config_larger_than_any_real_one_is_refused(tmp_path: Path) -> None:
+    from lynx.yamlsafe import MAX_CONFIG_BYTES
+
+    path = tmp_path / "huge.yaml"
+    path.write_bytes(b"# padding\n" * (MAX_CONFIG_BYTES // 10 + 1))
+    with pytest.raises(ConfigError, match=r"huge\.yaml: larger than 16 MiB"):
+        load(path)
+
+
+@pytest.mark.parametrize("depth", [900, 1200], ids=["deep-for-python", "deep-for-libyaml-too"])
+def test_lists_nested_hundreds_deep_are_refused_in_one_line(conf: Path, depth: int) -> None:
+    text = "steps:\n  - script: tasks/train.py\n    arguments: " + "[" * depth + "a" + "]" * depth + "\n"
+    with pytest.raises(ConfigError) as caught:
+        load_text(conf, text)
+    assert str(caught.value).startswith(str(conf / "config.yaml")) and "\n" not in str(caught.value)
+
+
+def test_aliases_of_aliases_in_cron_are_refused_before_they_expand(conf: Path) -> None:
+    levels = "".join(f"  a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]\n" for n in range(1, 9))
+    text = "steps:\n  - script: tasks/train.py\ncron:\n  a0: &a0 x\n" + levels
+    with pytest.raises(ConfigError, match=r"cron: expands into more than 100000 values"):
+        load_text(conf, text)   # 10**8 values if expanded: this would not return
+
+
+def test_a_mapping_merged_again_and_again_is_merged_once(conf: Path) -> None:
+    levels = "".join(f"  - l{n}: &l{n}\n      <<: [{', '.join([f'*l{n - 1}'] * 10)}]\n" for n in range(1, 9))
+    text = ("configs:\n  - l0: &l0\n      script: tasks/train.py\n" + levels
+            + "steps:\n  - <<: *l8\n    name: deep\n")
+    config = load_text(conf, text)   # 10**8 merges if each were expanded again
+    assert [step.name for step in config.steps] == ["deep"]
+    assert config.steps[0].script == conf / "tasks" / "train.py"
+
+
+def test_thousands_of_steps_of_one_script_are_numbered_in_order(conf: Path) -> None:
+    config = load_text(conf, "steps:\n" + "  - script: tasks/train.py\n" * 3000 + "  - script: tasks/train.py\n"
+                       "    name: train-7\n")
+    names = [step.name for step in config.steps]
+    assert names[:6] == ["train", "train-2", "train-3", "train-4", "train-5", "train-6"]
+    assert names[6] == "train-8" and names[-1] == "train-7" and len(set(names)) == len(names) == 3001
