@@ -30,11 +30,11 @@ Commands:
 Options:
   -cf, --config-file FILE       The pipeline's YAML config [default: conf/config.yaml].
   -lf, --log-file FILE          Also write everything to FILE (appended, rotated).
-  -ll, --log-level LEVEL        Level of Lynx's own lines on the screen: DEBUG, INFO, WARNING
-                                or ERROR [default: INFO].
+  -ll, --log-level LEVEL        Level of Lynx's own lines on the screen: DEBUG, INFO, WARNING,
+                                ERROR or CRITICAL [default: INFO].
   -ls, --log-size BYTES         Rotate the log file when it would pass BYTES [default: 2097152].
-  -lbc, --log-backup-count N    How many rotated log files to keep; 0: the log file starts
-                                over when full [default: 3].
+  -lbc, --log-backup-count N    How many rotated log files to keep, at most 1000; 0: the log
+                                file starts over when full [default: 3].
   -ni, --non-interactive        Never ask: a failed step ends the run. Follows the cron schedule.
   -kr, --keep-running           With a schedule, keep it going after a failed run.
   -bg, --background             Run detached as a daemon; implies -ni. Asks for a log file on
@@ -67,8 +67,18 @@ ALIASES: dict[str, str] = {
 }
 
 
+_DOCOPT_TEXTS: dict[str, str] = {}   # docopt and four checks of each command line read it
+
+
 def docopt_text(usage: str = USAGE) -> str:
     """The usage text as docopt must see it: aliases replaced by their long forms."""
+    text = _DOCOPT_TEXTS.get(usage)
+    if text is None:
+        text = _DOCOPT_TEXTS[usage] = _long_forms(usage)
+    return text
+
+
+def _long_forms(usage: str) -> str:
     import re  # here, not at the top: `lynx --help` should not pay for it
 
     def blank_alias(match: re.Match[str]) -> str:
@@ -107,16 +117,71 @@ def command_options(usage: str = USAGE) -> dict[str, set[str]]:
     return allowed
 
 
+def value_options(usage: str = USAGE) -> dict[str, str]:
+    """The options that take a value, by the name docopt sees (`--log-size`, `-n`): their metavar."""
+    import re
+
+    section = docopt_text(usage).split("\nOptions:", 1)[1]
+    return dict(re.findall(r"(?m)^\s+(?:-\w, )?(--?[\w-]+) ([A-Z]+)\b", section))
+
+
+def short_forms(usage: str = USAGE) -> dict[str, str]:
+    """Each long option with a short spelling: {'--config-file': '-cf', '--yes': '-y', ...}."""
+    import re
+
+    return {long: short for short, long in re.findall(r"(?m)^\s+(-\w+), (--[\w-]+)", usage)}
+
+
+def exclusive_options(usage: str = USAGE) -> list[tuple[str, str]]:
+    """The pairs the usage patterns offer as alternatives: `[--from STEP | --only STEPS]`."""
+    import re
+
+    return re.findall(r"\[(--?[\w-]+)[^|\]]*\| (--?[\w-]+)", docopt_text(usage))
+
+
+def option_words(args: list[str], takes_value: set[str]) -> list[tuple[str, str | None]]:
+    """Each option with its value, paired as docopt pairs them (None: no value given); other words alone."""
+    pairs: list[tuple[str, str | None]] = []
+    words = list(args)
+    while words:
+        word = words.pop(0)
+        if word.startswith("-") and "=" in word:
+            name, _, value = word.partition("=")
+            pairs.append((name, value))
+        elif word in takes_value and words and not is_option(words[0]):
+            pairs.append((word, words.pop(0)))
+        else:
+            pairs.append((word, None))
+    return pairs
+
+
+def is_option(word: str) -> bool:
+    """`-x` or `--x`; `-5` and `-` are values: docopt takes them as the value of `-ls -5`."""
+    return word.startswith("-") and len(word) > 1 and not (word[1].isdigit() or word[1] == ".")
+
+
 def check_words(argv: list[str]) -> None:
-    """Say plainly what is wrong with the command or an option, before docopt's terser message."""
+    """Say plainly what is wrong with the command line, before docopt's terser (or internal) message."""
     allowed = command_options()
     command = argv[0]
     if command not in allowed:
         raise UsageError(f"unknown command {command!r} (commands: {', '.join(allowed)})")
-    for arg in argv[1:]:
-        name = arg.partition("=")[0]
-        if name.startswith("-") and name != "-" and name not in allowed[command]:
+    takes_value, shorts = value_options(), short_forms()
+    seen: list[str] = []
+    for name, value in option_words(argv[1:], set(takes_value)):
+        if not is_option(name):
+            raise UsageError(f"unexpected argument {name!r}")
+        if name not in allowed[command]:
             raise UsageError(f"`lynx {command}` has no option {name}")
+        long = next((full for full, short in shorts.items() if short == name), name)
+        if long in seen:
+            raise UsageError(f"{shorts[long] + '/' if long in shorts else ''}{long} given twice")
+        seen.append(long)
+        if value == "" and takes_value.get(long) in ("FILE", "PATH"):
+            raise UsageError(f"{long}: empty path")   # not the current directory, as Path("") would be
+    for first, second in exclusive_options():
+        if first in seen and second in seen:
+            raise UsageError(f"{first} and {second} cannot be used together")
 
 
 def parse(argv: list[str]) -> dict[str, object]:
@@ -132,8 +197,11 @@ def parse(argv: list[str]) -> dict[str, object]:
 
 def _first_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    # docopt's message is its usage section when nothing more specific is known.
-    return "" if not lines or lines[0].lower().startswith("usage") else lines[0]
+    # docopt's message is its usage section when nothing more specific is known, or a warning
+    # that shows its internals (check_words should have said what is wrong first).
+    if not lines or lines[0].lower().startswith(("usage", "warning: found unmatched")):
+        return ""
+    return lines[0]
 
 
 def main(argv: list[str] | None = None) -> int:

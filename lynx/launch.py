@@ -50,7 +50,7 @@ class StartOptions(NamedTuple):
         return cls(
             config_file=str(args["--config-file"]), log_file=args["--log-file"] or None,  # type: ignore
             log_level=level, log_size=whole_number(args["--log-size"], "--log-size"),
-            log_backup_count=whole_number(args["--log-backup-count"], "--log-backup-count"),
+            log_backup_count=whole_number(args["--log-backup-count"], "--log-backup-count", maximum=1000),
             interactive=not (background or args["--non-interactive"]),
             keep_running=bool(args["--keep-running"]), background=background,
             pid_file=str(args["--pid-file"]), start_at=args.get("--from"), only=args.get("--only"),  # type: ignore

@@ -39,15 +39,20 @@ class RunSettings(NamedTuple):
 def select_steps(steps: Sequence[Step], start_at: str | None, only: str | None) -> tuple[Step, ...]:
     """The steps from `start_at` on, or just the `only` ones (comma-separated names), in pipeline order."""
     names = [step.name for step in steps]
-    if start_at:
+    # `is not None`: an empty --from or --only is a slip, not a request for every step.
+    if start_at is not None:
         return tuple(steps[_index(names, start_at, "--from"):])
-    if only:
+    if only is not None:
         wanted = {_index(names, name.strip(), "--only") for name in only.split(",") if name.strip()}
+        if not wanted:   # `--only ,` would run an empty pipeline and call it a failure
+            raise UsageError("--only: no step names given")
         return tuple(step for i, step in enumerate(steps) if i in wanted)
     return tuple(steps)
 
 
 def _index(names: list[str], name: str, flag: str) -> int:
+    if not name.strip():
+        raise UsageError(f"{flag}: no step name given")
     if name in names:
         return names.index(name)
     import difflib

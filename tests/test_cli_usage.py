@@ -1,0 +1,128 @@
+"""Bad command lines found by QA: one clear `lynx: error:` line, exit status 2, nothing started."""
+
+from __future__ import annotations
+
+import pytest
+
+from lynx.cli import USAGE, parse
+from lynx.logs import LEVELS
+
+
+@pytest.fixture
+def pipeline(write_config, write_script, tmp_path):
+    """A two-step config whose steps leave a file behind when they run; its path."""
+    for name in ("a", "b"):
+        write_script(f"{name}.py", f"open('{name}.ran', 'w').close()\n")
+    return write_config("steps:\n  - script: a.py\n  - script: b.py\n")
+
+
+def assert_usage_error(result, message: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"lynx: error: {message}\n"
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def assert_nothing_ran(tmp_path) -> None:
+    assert not list(tmp_path.glob("*.ran")), "a step ran"
+    assert not list(tmp_path.rglob("runs.jsonl")), "a run was recorded in the ledger"
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--only", ",", "--only: no step names given"),
+    ("--only", " , ", "--only: no step names given"),
+    ("--only", "", "--only: no step names given"),
+    ("--from", "", "--from: no step name given"),
+])
+def test_an_empty_step_selection_is_a_usage_error(run_lynx, pipeline, tmp_path, flag, value, message):
+    # Before: `--only ,` ran an empty pipeline reported as FAILED; `--only ""` ran every step.
+    assert_usage_error(run_lynx("start", "-cf", str(pipeline), "-ni", flag, value), message)
+    assert_nothing_ran(tmp_path)
+
+
+def test_empty_names_between_commas_are_still_skipped(run_lynx, pipeline, tmp_path):
+    result = run_lynx("start", "-cf", str(pipeline), "-ni", "--only", "b,,")
+    assert result.returncode == 0, result.stderr
+    assert [path.name for path in tmp_path.glob("*.ran")] == ["b.ran"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["status", "--pid-file", ""], "--pid-file: empty path"),
+    (["status", "--pid-file="], "--pid-file: empty path"),
+    (["stop", "--pid-file", ""], "--pid-file: empty path"),
+    (["start", "-cf", ""], "--config-file: empty path"),
+    (["start", "-cf="], "--config-file: empty path"),
+    (["check", "--config-file", ""], "--config-file: empty path"),
+    (["history", "-cf", ""], "--config-file: empty path"),
+    (["history", "--ledger", ""], "--ledger: empty path"),
+])
+def test_an_empty_path_is_a_usage_error(run_lynx, args, message):
+    # Before: `status --pid-file ""` read the current directory as a pidfile and exited 1.
+    assert_usage_error(run_lynx(*args), message)
+
+
+@pytest.mark.parametrize("flag", ["--ledger", "-lf", "--pid-file"])
+def test_start_with_an_empty_path_runs_nothing(run_lynx, pipeline, tmp_path, flag):
+    # Before: an empty --ledger or -lf was silently ignored and the pipeline ran.
+    long = {"-lf": "--log-file"}.get(flag, flag)
+    assert_usage_error(run_lynx("start", "-cf", str(pipeline), "-ni", flag, ""), f"{long}: empty path")
+    assert_nothing_ran(tmp_path)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["start", "--from", "a", "--only", "b"], "--from and --only cannot be used together"),
+    (["start", "--only", "b", "--from", "a"], "--from and --only cannot be used together"),
+    (["start", "-cf", "x", "-cf", "y"], "-cf/--config-file given twice"),
+    (["start", "-cf", "x", "--config-file=y"], "-cf/--config-file given twice"),
+    (["start", "-ni", "--non-interactive"], "-ni/--non-interactive given twice"),
+    (["stop", "-y", "--yes"], "-y/--yes given twice"),
+    (["history", "-n", "1", "-n", "2"], "-n given twice"),
+    (["start", "extra"], "unexpected argument 'extra'"),
+    (["start", "-cf", "x", "extra=1"], "unexpected argument 'extra=1'"),
+    (["status", "-"], "unexpected argument '-'"),
+])
+def test_docopt_internals_do_not_leak(run_lynx, pipeline, tmp_path, args, message):
+    # Before: "Warning: found unmatched (duplicate?) arguments [Option(None, '--only', 1, 'b')]".
+    if args[0] == "start" and "-cf" not in args:
+        args = [*args, "-cf", str(pipeline)]
+    assert_usage_error(run_lynx(*args), message)
+    assert_nothing_ran(tmp_path)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["start", "-ls", "-5"], "--log-size: '-5' is not a whole number >= 0"),
+    (["start", "-lbc", "-1"], "--log-backup-count: '-1' is not a whole number >= 0"),
+    (["check", "--next", "-1"], "--next: '-1' is not a whole number >= 0"),
+    (["stop", "--timeout", "-1"], "--timeout: '-1' is not a number of seconds >= 0"),
+    (["stop", "--timeout", "-.5"], "--timeout: '-.5' is not a number of seconds >= 0"),
+    (["history", "-n", "-5"], "-n: '-5' is not a whole number >= 0"),
+])
+def test_a_negative_number_is_read_as_the_value_it_is(run_lynx, args, message):
+    # Before: "`lynx start` has no option -5".
+    assert_usage_error(run_lynx(*args), message)
+
+
+def test_a_word_like_an_option_after_a_value_option_is_still_checked(run_lynx):
+    assert_usage_error(run_lynx("start", "-lf", "-zz"), "`lynx start` has no option -zz")
+
+
+def test_a_huge_log_backup_count_is_refused_before_anything_runs(run_lynx, pipeline, tmp_path):
+    # Before: every rotation looped over 10^8 backup names (the standard library's doRollover): a hang.
+    result = run_lynx("start", "-cf", str(pipeline), "-ni", "-lf", "rot.log", "-ls", "50", "-lbc", "100000000")
+    assert_usage_error(result, "--log-backup-count: at most 1000, not '100000000'")
+    assert_nothing_ran(tmp_path)
+    assert not (tmp_path / "rot.log").exists()
+
+
+def test_the_largest_log_backup_count_is_accepted(run_lynx, pipeline, tmp_path):
+    result = run_lynx("start", "-cf", str(pipeline), "-ni", "-lf", "rot.log", "-lbc", "1000")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "b.ran").exists()
+
+
+def test_help_names_every_accepted_log_level_and_keeps_the_default():
+    options = USAGE.split("\nOptions:", 1)[1]
+    text = " ".join(options.split("-ll, --log-level LEVEL", 1)[1].split("-ls,", 1)[0].split())
+    assert all(level in text for level in LEVELS), text
+    assert parse(["start"])["--log-level"] == "INFO"
+    assert parse(["start"])["--log-backup-count"] == "3"
