@@ -16,7 +16,7 @@ def check(args: dict[str, object]) -> int:
     from lynx.options import whole_number
 
     count = whole_number(args["--next"], "--next")
-    after = parse_instant(args["--after"]) if args["--after"] else datetime.now(timezone.utc)
+    after = parse_instant(args["--after"]) if args["--after"] is not None else datetime.now(timezone.utc)
     config = load(str(args["--config-file"]))
     schedule = build_schedule(config)
     fires = fire_times(schedule, after, count) if schedule else []

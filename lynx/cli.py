@@ -238,6 +238,12 @@ def entry() -> int:
     gc.disable()   # launch.run turns it back on before the first step: a schedule may run for months
     try:
         status = main()
+        sys.stdout.flush()   # here, where a closed pipe can be handled, not at interpreter exit
+    except BrokenPipeError:   # `lynx history | head`: the reader took what it wanted
+        from lynx.output import discard_from_now_on
+
+        discard_from_now_on(sys.stdout)
+        status = 1
     finally:
         # The interpreter collects once more at exit; frozen objects are still freed by their
         # reference counts then, only that walk (~5 ms) is skipped.

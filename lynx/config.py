@@ -173,7 +173,11 @@ def _plain(node: Node, ctx: Context) -> Any:
     if ctx.expanded > MAX_EXPANDED:
         ctx.fail(node, "cron", f"expands into more than {MAX_EXPANDED} values (aliases of aliases?)")
     if node.id == "scalar":
-        return ctx.scalar(node)
+        value = ctx.scalar(node)
+        # YAML 1.1 reads `minute: 010` as octal 8 and `1:30` as 90: a cron value is taken as written.
+        if type(value) is int and node.value != str(value):
+            return node.value
+        return value
     if node.id == "sequence":
         return [_plain(item, ctx) for item in node.value]
     return {name: _plain(value, ctx) for name, (_, value) in as_map(node, "cron", ctx).entries.items()}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import calendar
 import copy
-import math
 import os
 import re
 from bisect import bisect_left
@@ -28,6 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterBadDateError, croniter
 
 from lynx.errors import ConfigError
+from lynx.yamlsafe import is_seconds
 
 KEYS = ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second",
         "start_date", "end_date", "timezone", "jitter")
@@ -93,12 +93,15 @@ class CronSchedule:
         """First fire time >= after (> after when not inclusive), in self.timezone; None if none."""
         if after.tzinfo is None or after.utcoffset() is None:
             raise ValueError(f"next_fire needs an aware datetime, got {after!r}")
-        at = after.astimezone(timezone.utc) + timedelta(microseconds=0 if inclusive else 1)
-        if self.start_date is not None:
-            at = max(at, self.start_date.astimezone(timezone.utc))
-        if at.microsecond:  # APScheduler rounds a fractional start up to the next second
-            at = at.replace(microsecond=0) + _SECOND
-        fire = self._first_from(at)
+        try:
+            at = after.astimezone(timezone.utc) + timedelta(microseconds=0 if inclusive else 1)
+            if self.start_date is not None:
+                at = max(at, self.start_date.astimezone(timezone.utc))
+            if at.microsecond:  # APScheduler rounds a fractional start up to the next second
+                at = at.replace(microsecond=0) + _SECOND
+            fire = self._first_from(at)
+        except OverflowError:   # past 9999-12-31 23:59:59: no fire time a datetime can hold
+            return None
         if fire is None or (self.end_date is not None and _utc(fire) > _utc(self.end_date)):
             return None
         return fire
@@ -108,19 +111,26 @@ class CronSchedule:
         if fire.tzinfo is None:
             raise ValueError(f"near_dst_change needs an aware datetime, got {fire!r}")
         base = _utc(fire)  # hourly samples: offset changes are hours apart
-        return len({(base + timedelta(hours=h)).astimezone(self.timezone).utcoffset()
-                    for h in range(-24, 25)}) > 1
+        offsets = set()
+        for hours in range(-24, 25):
+            try:
+                offsets.add((base + timedelta(hours=hours)).astimezone(self.timezone).utcoffset())
+            except OverflowError:   # a fire time on the calendar's first or last day
+                continue
+        return len(offsets) > 1
 
     def _first_from(self, at: datetime) -> datetime | None:
         """First fire instant >= the UTC instant `at`, ignoring end_date."""
         local = at.astimezone(self.timezone)
-        wall, best = local.replace(tzinfo=None, fold=0), None
-        while best is None:
+        wall = local.replace(tzinfo=None, fold=0)
+        while True:
             wall = self._next_wall(wall)
             if wall is None:
                 return None
             best = next((i for i in self._instants(wall) if i >= at), None)
-            wall += _SECOND
+            if best is not None:
+                break
+            wall += _SECOND   # (only when needed: after 9999-12-31 23:59:59 it overflows)
         switch = _fall_back_instant(local)
         if switch is not None and best >= switch:  # the repeated hour's second pass comes first
             other = self._first_from(switch)
@@ -228,10 +238,12 @@ def _parse_field(name: str, raw: Any, where: Callable[[str], str]) -> _Field:
         return ConfigError(f"{where(name)}: {message}")
 
     if isinstance(raw, bool) or not isinstance(raw, (int, str)):
-        raise fail(f"{raw!r} is not valid; give a number or a string such as '*/5' or '1,15'")
+        raise fail(f"{_shown(raw)} is not valid; give a number or a string such as '*/5' or '1,15'")
     low, high = _RANGES[name]
     if isinstance(raw, int) and not low <= raw <= high:
-        raise fail(f"{raw} is out of range {low}-{high}")
+        raise fail(f"{_shown(raw)} is out of range {low}-{high}")
+    if isinstance(raw, str) and len(raw) > 1000:   # (int() of thousands of digits refuses, or is slow)
+        raise fail(f"{_shown(raw)} is too long to be a cron expression")
     values, last, positions = set(), False, []
     for term in re.split(r"\s*,\s*", str(raw).strip()):
         match = _POSITION.match(term) if name == "day" else None
@@ -256,9 +268,9 @@ def _parse_term(name: str, term: str, fail: Callable[[str], ConfigError]) -> ran
         ", ranges a-b, steps */n, a-b/n, a/n" + (", 'last', '2nd mon', 'last fri'" if name == "day" else "")
     match = _TERM.match(term)
     if not term or not match or (match.group(1) == "*" and match.group(2)):
-        raise fail(f"{term!r} is not a valid expression; {hint}")
+        raise fail(f"{_shown(term)} is not a valid expression; {hint}")
     if len({token.isdigit() for token in match.group(1, 2) if token not in (None, "*")}) > 1:
-        raise fail(f"{term!r} mixes numbers and names; {hint}")
+        raise fail(f"{_shown(term)} mixes numbers and names; {hint}")
     bounds = []
     for token in match.group(1, 2):
         if token is None or token == "*" or token.isdigit():
@@ -271,19 +283,19 @@ def _parse_term(name: str, term: str, fail: Callable[[str], ConfigError]) -> ran
     first, last = bounds
     step = int(match.group(3)) if match.group(3) else None
     if step is not None and not match.group(1).isdigit() and match.group(1) != "*":
-        raise fail(f"{term!r}: a step cannot follow names; use numbers, e.g. 1-12/3")
+        raise fail(f"{_shown(term)}: a step cannot follow names; use numbers, e.g. 1-12/3")
     if first is not None and last is not None and first > last:
-        raise fail(f"{term!r} is a reversed range; the first value must not be higher than the last")
+        raise fail(f"{_shown(term)} is a reversed range; the first value must not be higher than the last")
     if step == 0:
-        raise fail(f"{term!r}: the step must be at least 1")
+        raise fail(f"{_shown(term)}: the step must be at least 1")
     for value in (first, last):
         if value is not None and not low <= value <= high:
-            raise fail(f"{value} is out of range {low}-{high}")
+            raise fail(f"{_shown(value)} is out of range {low}-{high}")
     first = low if first is None else first
     last = last if last is not None else first if step is None and match.group(1) != "*" else high
     span = (last or high) - first  # APScheduler's check, quirk included
     if step is not None and step > span:
-        raise fail(f"{term!r}: the step {step} is larger than the range ({span})")
+        raise fail(f"{_shown(term)}: the step {step} is larger than the range ({span})")
     return range(first, last + 1, step or 1)
 
 
@@ -400,19 +412,35 @@ def _date(value: Any, zone: tzinfo, key: str, where: Callable[[str], str]) -> da
         if match.group(8):
             offset = match.group(8)
             minutes = 0 if offset == "Z" else int(offset[1:3]) * 60 + int(offset[4:6])
+            if minutes >= 24 * 60 or offset[4:6] >= "60":
+                raise ConfigError(f"{where(key)}: {value!r} has the offset {offset}, which no clock has; "
+                                  "use -23:59 to +23:59")
             moment = moment.replace(tzinfo=timezone(timedelta(minutes=-minutes if offset[0] == "-" else minutes)))
     if moment.tzinfo is None or moment.utcoffset() is None:
         moment = moment.replace(tzinfo=zone)  # naive: wall time in the schedule's zone
-    return _utc(moment).astimezone(zone)
+    try:
+        return _utc(moment).astimezone(zone)
+    except OverflowError:   # year 1 or 9999 with an offset that carries it past the calendar
+        raise ConfigError(f"{where(key)}: {value!r} is outside the calendar in this time zone") from None
 
 
 def _jitter(value: Any, where: Callable[[str], str]) -> float | None:
     """Jitter in seconds: a non-negative finite number."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{where('jitter')}: {value!r} is not valid; give a non-negative number of seconds")
+    if not is_seconds(value, positive=False):
+        raise ConfigError(f"{where('jitter')}: {_shown(value)} is not valid; give a number of seconds >= 0 "
+                          "(at most ten years)")
     return float(value)
+
+
+def _shown(value: Any) -> str:
+    """A value as a message quotes it: at most 40 characters."""
+    try:
+        text = repr(value)
+    except ValueError:   # an int past Python's 4300-digit limit for turning it into text
+        return "a number of thousands of digits"
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _utc(moment: datetime) -> datetime:

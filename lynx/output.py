@@ -48,14 +48,14 @@ class Screen:
             self.stream.flush()
         except OSError as exc:
             stream, self.stream = self.stream, None
-            _discard_from_now_on(stream)
+            discard_from_now_on(stream)
             self.on_lost(exc)
 
     def flush(self) -> None:
         """write() has flushed already."""
 
 
-def _discard_from_now_on(stream: BinaryIO) -> None:
+def discard_from_now_on(stream: BinaryIO) -> None:
     """Point the stream's descriptor at /dev/null (the Python docs' advice for a broken pipe), so
     that what is still in its buffer cannot fail again when the interpreter flushes it at exit."""
     try:

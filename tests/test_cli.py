@@ -173,6 +173,20 @@ def test_a_log_file_on_a_full_disk_is_reported_once_and_the_run_goes_on(run_lynx
     assert '"result":"ok"' in (tmp_path / ".lynx" / "runs.jsonl").read_text()
 
 
+def test_a_reader_that_stops_early_ends_check_quietly(write_config, write_script, tmp_path, started):
+    # `lynx check --json | head`: no BrokenPipeError traceback, no "Exception ignored" at exit.
+    write_script("ok.py", "pass\n")
+    cfg = write_config("steps:\n  - script: ok.py\ncron:\n  second: '*'\n")
+    proc = subprocess.Popen([sys.executable, "-m", "lynx", "check", "-cf", str(cfg), "--json", "--next", "5000"],
+                            cwd=tmp_path, env=lynx_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    started.add(proc.pid)
+    assert proc.stdout.readline() == "{\n"
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and err == ""
+
+
 def test_the_log_file_has_every_line_tagged_and_progress_collapsed(run_lynx, write_config, write_script, tmp_path):
     write_script("bar.py", """
         import sys

@@ -126,3 +126,8 @@ def test_help_names_every_accepted_log_level_and_keeps_the_default():
     assert all(level in text for level in LEVELS), text
     assert parse(["start"])["--log-level"] == "INFO"
     assert parse(["start"])["--log-backup-count"] == "3"
+
+
+def test_an_empty_after_instant_is_a_usage_error_not_now(run_lynx, pipeline):
+    assert_usage_error(run_lynx("check", "-cf", str(pipeline), "--after", ""),
+                       "--after: '' is not an ISO-8601 instant with an offset (e.g. 2026-03-29T00:00:00+01:00)")

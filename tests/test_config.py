@@ -345,6 +345,12 @@ def test_cron_values_keep_their_yaml_types(conf: Path) -> None:
     assert cron.lines == {"hour": 3, "minute": 4}
 
 
+def test_cron_numbers_yaml_would_read_as_octal_or_base_60_are_taken_as_written(conf: Path) -> None:
+    # YAML 1.1 reads `minute: 010` as 8 and `second: 1:30` as 90; nobody writing a schedule means that.
+    cron = load_text(conf, "steps: [{script: tasks/train.py}]\ncron:\n  minute: 010\n  hour: 1:30\n").cron
+    assert cron.values == {"minute": "010", "hour": "1:30"}
+
+
 # --- bad configs ---------------------------------------------------------------------------------------
 
 MISSING, DIRECTORY = object(), object()

@@ -286,3 +286,28 @@ def test_next_fire_after_a_second_pass_fire_moves_on():
     second_pass = datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=BERLIN)
     fire = schedule.next_fire(second_pass, inclusive=False)
     assert fire.astimezone(UTC) == utc("2026-10-25T03:30:00+01:00")
+
+
+# --- the calendar's edges and values no clock can use (found by a QA pass) -------------------------------
+
+def test_the_last_second_of_the_calendar_fires_and_then_nothing_does():
+    schedule = build({"start_date": "9999-12-31 23:59:59"})
+    assert fires({"start_date": "9999-12-31 23:59:59"}, utc("2026-01-01T00:00:00+00:00")) == [
+        utc("9999-12-31T23:59:59+00:00")]
+    assert schedule.near_dst_change(utc("9999-12-31T23:59:59+00:00")) is False
+    assert schedule.next_fire(datetime.max.replace(tzinfo=UTC)) is None
+
+
+@pytest.mark.parametrize("values, fragment", [
+    ({"start_date": "2024-01-01T00:00:00+99:99"}, "has the offset +99:99, which no clock has"),
+    ({"start_date": "0001-01-01T00:30:00+01:00"}, "is outside the calendar in this time zone"),
+    ({"second": "*/5", "jitter": 1.0e14}, ("cron.jitter: 100000000000000.0 is not valid; give a number of "
+                                          "seconds >= 0 (at most ten years)")),
+    ({"second": "*/5", "jitter": 10 ** 400}, "cron.jitter: 1000000000000000000000000000000000000..."),
+    ({"hour": 10 ** 5000}, "cron.hour: a number of thousands of digits is out of range 0-23"),
+    ({"hour": "9" * 5000}, "999... is too long to be a cron expression"),
+    ({"hour": "9" * 500}, "9999... is out of range 0-23"),
+])
+def test_a_value_no_clock_can_use_is_a_short_one_line_error(values, fragment):
+    message = error_of(values)
+    assert fragment in message and len(message) < 200 and "\n" not in message
