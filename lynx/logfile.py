@@ -40,7 +40,7 @@ class BlockRotatingFileHandler(logging.handlers.RotatingFileHandler):
     def emit(self, record: logging.LogRecord) -> None:
         """Write one record, formatted once, rolling over first when it would not fit."""
         try:
-            data = (self.format(record) + self.terminator).encode("utf-8", "replace")
+            data = (_every_line_headed(self.format(record), record) + self.terminator).encode("utf-8", "replace")
             if self.maxBytes > 0 and self.size > 0 and self.size + len(data) > self.maxBytes:
                 self.doRollover()
             self._write(data)
@@ -161,3 +161,13 @@ class BlockRotatingFileHandler(logging.handlers.RotatingFileHandler):
             return self._piece_end(block, start, extra)
         # A single line longer than the whole file size: it goes in alone, uncut.
         return block.find(b"\n", start) + 1 or len(block)
+
+
+def _every_line_headed(text: str, record: logging.LogRecord) -> str:
+    """A record of several lines (a run's summary table) with the time and level on each of them,
+    as every line of step output has: the log stays one line per entry, for grep and for sort."""
+    message = record.message
+    if "\n" not in message or not text.endswith(message):   # (a traceback follows the message)
+        return text
+    head = text[: len(text) - len(message)]
+    return head + message.replace("\n", "\n" + head)

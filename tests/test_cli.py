@@ -208,6 +208,9 @@ def test_the_log_file_has_every_line_tagged_and_progress_collapsed(run_lynx, wri
     assert all(f"train | line {i}\n" in text for i in range(1000))
     assert "train | to stderr" in text
     assert "lynx INFO: step 1/1 'train' succeeded" in text
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}"
+    assert re.search(rf"^({stamp}) lynx INFO: run \S+ succeeded\n\1 lynx INFO: step +status +duration\n"
+                     rf"\1 lynx INFO: train +ok ", text, re.MULTILINE), "the summary's lines are headed too"
     screen = run_lynx("start", "-cf", str(cfg), text=False).stdout
     assert screen.count(b"\rprogress") == 101, "the terminal gets every redraw as it is"
 
