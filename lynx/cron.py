@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
 
-from lynx.errors import ConfigError
+from lynx.errors import ConfigError, LynxError
 from lynx.yamlsafe import is_seconds
 
 KEYS = ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second",
@@ -151,6 +151,9 @@ class CronSchedule:
                 hit = copy.copy(self._croniter).get_next(datetime, start_time=start - _SECOND)
             except (CroniterBadDateError, OverflowError, ValueError):
                 hit = None  # croniter gives up after 50 years; _next_date decides exactly
+            if hit is not None and hit < start:   # never loop on an answer from the past
+                raise LynxError(f"croniter gave {hit} for a time from {start}; this machine's clock "
+                                "setup confuses it (a time zone with leap seconds?)")
             if hit is not None and self._extras_ok(hit.date()):
                 return hit
             day = self._next_date(_add_day(hit.date() if hit else start.date()))
@@ -217,6 +220,10 @@ def build(values: Mapping[str, Any], where: Callable[[str], str] = lambda key: f
     for key, value in values.items():
         if value is None:
             raise ConfigError(f"{where(key)}: has no value")
+    if _counts_leap_seconds():
+        raise ConfigError(f"TZ={os.environ.get('TZ', '(from /etc/localtime)')}: this time zone counts leap "
+                          "seconds, and croniter's fire times come ~27 s early in it; use the zone without "
+                          "'right/' (e.g. TZ=Europe/Berlin)")
     zone, zone_name = _zone(values["timezone"], where) if "timezone" in values else _local_zone()
     given = [name for name in FIELDS if name in values]
     last_given = FIELDS.index(given[-1]) if given else len(FIELDS)  # none given: every second
@@ -230,6 +237,15 @@ def build(values: Mapping[str, Any], where: Callable[[str], str] = lambda key: f
     return CronSchedule(zone, zone_name, _jitter(values.get("jitter"), where), start, end,
                         _expression(fields), fields,
                         None if fields["year"].values is None else tuple(sorted(fields["year"].values)))
+
+
+def _counts_leap_seconds() -> bool:
+    """True when the C library counts leap seconds (a `right/` zone): its gmtime then disagrees with
+    calendar arithmetic, which croniter mixes with it."""
+    import time as clock
+
+    stamp = 1_700_000_000
+    return calendar.timegm(clock.gmtime(stamp)) != stamp
 
 
 def _parse_field(name: str, raw: Any, where: Callable[[str], str]) -> _Field:

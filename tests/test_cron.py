@@ -1,15 +1,20 @@
 """Focused tests of lynx.cron: validation, defaults, time zones and daylight saving time."""
 
+import os
+import subprocess
+import sys
 import time
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
+from conftest import lynx_env
 
 from lynx.cron import KEYS, build
-from lynx.errors import ConfigError
+from lynx.errors import ConfigError, LynxError
 
 UTC = timezone.utc
+HOUR = timedelta(hours=1)
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -311,3 +316,20 @@ def test_the_last_second_of_the_calendar_fires_and_then_nothing_does():
 def test_a_value_no_clock_can_use_is_a_short_one_line_error(values, fragment):
     message = error_of(values)
     assert fragment in message and len(message) < 200 and "\n" not in message
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/share/zoneinfo/right/UTC"), reason="needs the tz database's right/ zones")
+def test_a_time_zone_that_counts_leap_seconds_is_refused_instead_of_hanging(tmp_path):
+    (tmp_path / "c.yaml").write_text("steps:\n  - command: /bin/true\ncron:\n  minute: '*/10'\n  timezone: UTC\n")
+    out = subprocess.run([sys.executable, "-m", "lynx", "check", "-cf", str(tmp_path / "c.yaml")], cwd=tmp_path,
+                         env=lynx_env(TZ="right/UTC"), capture_output=True, text=True, timeout=30, check=False)
+    assert out.returncode == 2
+    assert out.stderr.startswith("lynx: error: TZ=right/UTC: this time zone counts leap seconds")
+
+
+def test_croniter_answering_from_the_past_is_an_error_not_an_endless_loop(monkeypatch):
+    from croniter import croniter
+
+    monkeypatch.setattr(croniter, "get_next", lambda self, ret_type=None, start_time=None: start_time - HOUR)
+    with pytest.raises(LynxError, match="croniter gave .* for a time from"):
+        build({"minute": "*/10"}).next_fire(utc("2026-01-01T00:00:00+00:00"))
