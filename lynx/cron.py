@@ -388,7 +388,16 @@ def _zone(value: Any, where: Callable[[str], str]) -> tuple:
 
 def _local_zone() -> tuple:
     """The machine's local zone and its best name: TZ, /etc/localtime's link, /etc/timezone."""
-    names = [os.environ.get("TZ", "").lstrip(":"), os.path.realpath("/etc/localtime")]
+    given = os.environ.get("TZ", "").lstrip(":")
+    if given and not os.path.isabs(given):   # a name, not a file
+        try:
+            return ZoneInfo(given), given
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            # A POSIX rule (CET-1CEST,M3.5.0,M10.5.0/3): guessing a zone from elsewhere would fire
+            # at other times than the user's clock shows.
+            raise ConfigError(f"TZ={given!r} is not an IANA time zone name, so the schedule's zone is "
+                              "unknown; give the cron section a `timezone:` (e.g. Europe/Berlin)") from None
+    names = [os.path.realpath(given) if given else "", os.path.realpath("/etc/localtime")]
     try:
         with open("/etc/timezone", encoding="utf-8") as file:
             names.append(file.read().strip())

@@ -333,3 +333,15 @@ def test_croniter_answering_from_the_past_is_an_error_not_an_endless_loop(monkey
     monkeypatch.setattr(croniter, "get_next", lambda self, ret_type=None, start_time=None: start_time - HOUR)
     with pytest.raises(LynxError, match="croniter gave .* for a time from"):
         build({"minute": "*/10"}).next_fire(utc("2026-01-01T00:00:00+00:00"))
+
+
+def test_a_posix_tz_rule_is_refused_instead_of_guessing_another_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")
+    assert "TZ='CET-1CEST,M3.5.0,M10.5.0/3' is not an IANA time zone name" in error_of({"minute": 0})
+    assert build({"minute": 0, "timezone": "Europe/Berlin"}).timezone_name == "Europe/Berlin"   # the way out
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/share/zoneinfo/Europe/Berlin"), reason="needs the system tz database")
+def test_tz_naming_a_zone_file_gives_that_zone(monkeypatch):
+    monkeypatch.setenv("TZ", ":/usr/share/zoneinfo/Europe/Berlin")
+    assert build({"minute": 0}).timezone_name == "Europe/Berlin"
