@@ -153,6 +153,17 @@ def run_lynx(tmp_path: Path, started: Started):
 
 
 @pytest.fixture
+def popen_lynx(tmp_path: Path, started: Started):
+    """popen_lynx(*args, cwd=tmp_path) -> `python -m lynx` running, stdout and stderr piped (text), no stdin."""
+    def popen(*args: str, cwd: Path = tmp_path) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-m", "lynx", *args], cwd=cwd, env=lynx_env(),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started.add(proc.pid)
+        return proc
+    return popen
+
+
+@pytest.fixture
 def spawn_lynx(tmp_path: Path, started: Started):
     """spawn_lynx(*args, cwd=tmp_path, timeout=20) -> a pexpect child on a real pseudo-terminal."""
     import pexpect

@@ -136,15 +136,12 @@ def test_a_failed_step_without_dialog_exits_1_and_later_steps_do_not_run(run_lyn
     assert not (tmp_path / "ran").exists()
 
 
-def test_a_closed_stdout_does_not_stop_the_steps_or_lose_the_log(write_config, write_script, tmp_path, started):
+def test_a_closed_stdout_does_not_stop_the_steps_or_lose_the_log(write_config, write_script, tmp_path, popen_lynx):
     # `lynx start | head -1`: the reader goes away while a step still prints.
     write_script("talk.py", "for i in range(20000): print('line', i)\nopen('talked', 'w').close()\n")
     write_script("after.py", "open('after', 'w').close()\n")
     cfg = write_config("steps:\n  - script: talk.py\n  - script: after.py\n")
-    proc = subprocess.Popen([sys.executable, "-m", "lynx", "start", "-cf", str(cfg), "-ni", "-lf", "run.log"],
-                            cwd=tmp_path, env=lynx_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    started.add(proc.pid)
+    proc = popen_lynx("start", "-cf", str(cfg), "-ni", "-lf", "run.log")
     assert proc.stdout.readline() == "line 0\n"
     proc.stdout.close()
     _, err = proc.communicate(timeout=30)
@@ -173,14 +170,11 @@ def test_a_log_file_on_a_full_disk_is_reported_once_and_the_run_goes_on(run_lynx
     assert '"result":"ok"' in (tmp_path / ".lynx" / "runs.jsonl").read_text()
 
 
-def test_a_reader_that_stops_early_ends_check_quietly(write_config, write_script, tmp_path, started):
+def test_a_reader_that_stops_early_ends_check_quietly(write_config, write_script, popen_lynx):
     # `lynx check --json | head`: no BrokenPipeError traceback, no "Exception ignored" at exit.
     write_script("ok.py", "pass\n")
     cfg = write_config("steps:\n  - script: ok.py\ncron:\n  second: '*'\n")
-    proc = subprocess.Popen([sys.executable, "-m", "lynx", "check", "-cf", str(cfg), "--json", "--next", "5000"],
-                            cwd=tmp_path, env=lynx_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    started.add(proc.pid)
+    proc = popen_lynx("check", "-cf", str(cfg), "--json", "--next", "5000")
     assert proc.stdout.readline() == "{\n"
     proc.stdout.close()
     _, err = proc.communicate(timeout=30)

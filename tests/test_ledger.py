@@ -6,13 +6,12 @@ import json
 import logging
 import re
 import signal
-import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import ends, lynx_env, wait_for
+from conftest import ends, wait_for
 
 from lynx import ledger
 from lynx.runner import RunResult, StepResult
@@ -197,14 +196,12 @@ SLEEPY = {
 @pytest.mark.parametrize("sig, status, recorded", [(signal.SIGINT, 130, "interrupted"),
                                                    (signal.SIGTERM, 0, "stopped")], ids=["ctrl-c", "sigterm"])
 def test_a_run_ended_from_outside_is_recorded_and_its_step_is_ended(write_config, write_script, tmp_path,
-                                                                    started, step, sig, status, recorded):
+                                                                    started, popen_lynx, step, sig, status,
+                                                                    recorded):
     write_script("quick.py", "pass\n")
     write_script("sleepy.py", SLEEPY[step])
     cfg = write_config("steps:\n  - script: quick.py\n  - script: sleepy.py\n")
-    proc = subprocess.Popen([sys.executable, "-m", "lynx", "start", "-cf", str(cfg), "-ni"], cwd=tmp_path,
-                            env=lynx_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    started.add(proc.pid)
+    proc = popen_lynx("start", "-cf", str(cfg), "-ni")
     pidfile = tmp_path / "step.pid"
     wait_for(lambda: pidfile.exists() and pidfile.read_text(), timeout=20)
     proc.send_signal(sig)
@@ -264,14 +261,11 @@ def test_ctrl_c_at_the_dialog_is_recorded_with_the_failed_step_and_says_how_to_r
 
 
 def test_a_stop_during_the_on_start_hook_ends_the_hook_and_records_the_run(write_config, write_script, tmp_path,
-                                                                           started):
+                                                                           started, popen_lynx):
     write_script("hook.py", SLEEPY["silent"])
     write_script("step.py", "open('step.ran', 'w').close()\n")
     cfg = write_config(f"hooks:\n  on_start: {{command: [{sys.executable}, hook.py]}}\nsteps:\n  - script: step.py\n")
-    proc = subprocess.Popen([sys.executable, "-m", "lynx", "start", "-cf", str(cfg), "-ni"], cwd=tmp_path,
-                            env=lynx_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    started.add(proc.pid)
+    proc = popen_lynx("start", "-cf", str(cfg), "-ni")
     pidfile = tmp_path / "step.pid"
     wait_for(lambda: pidfile.exists() and pidfile.read_text(), timeout=20)
     proc.send_signal(signal.SIGTERM)
