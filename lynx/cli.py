@@ -177,8 +177,10 @@ def check_words(argv: list[str]) -> None:
         if long in seen:
             raise UsageError(f"{shorts[long] + '/' if long in shorts else ''}{long} given twice")
         seen.append(long)
-        if value == "" and takes_value.get(long) in ("FILE", "PATH"):
-            raise UsageError(f"{long}: empty path")   # not the current directory, as Path("") would be
+        # Not the current directory, as Path("") would be. An empty -lf or --ledger keeps meaning no
+        # log file / the default ledger: what a wrapper's unset variable (-lf "$LOG") has always given.
+        if value == "" and takes_value.get(long) in ("FILE", "PATH") and long not in ("--log-file", "--ledger"):
+            raise UsageError(f"{long}: empty path")
     for first, second in exclusive_options():
         if first in seen and second in seen:
             raise UsageError(f"{first} and {second} cannot be used together")
@@ -238,11 +240,18 @@ def entry() -> int:
     gc.disable()   # launch.run turns it back on before the first step: a schedule may run for months
     try:
         status = main()
-        sys.stdout.flush()   # here, where a closed pipe can be handled, not at interpreter exit
-    except BrokenPipeError:   # `lynx history | head`: the reader took what it wanted
+        if sys.stdout is not None:   # (None when Lynx was started with stdout closed)
+            sys.stdout.flush()       # here, where a closed pipe can be handled, not at interpreter exit
+    except OSError as exc:
+        import errno
+
+        if exc.errno not in (errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EIO):
+            raise   # not a problem with where the output goes: a bug, shown as one
         from lynx.output import discard_from_now_on
 
         discard_from_now_on(sys.stdout)
+        if not isinstance(exc, BrokenPipeError):   # a pipe's reader that took what it wanted: no news
+            print(f"lynx: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
         status = 1
     finally:
         # The interpreter collects once more at exit; frozen objects are still freed by their

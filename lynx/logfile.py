@@ -61,10 +61,14 @@ class BlockRotatingFileHandler(logging.handlers.RotatingFileHandler):
         With no backups to keep the file starts over (the stock handler, like a backup count of 0
         in RotatingFileHandler, would reopen it for appending and let it grow without bound).
         """
-        super().doRollover()
-        if self.backupCount <= 0 and self.stream is not None:
-            self.stream.truncate(0)
-        self.size = 0
+        try:
+            super().doRollover()
+            if self.backupCount <= 0 and self.stream is not None:
+                self.stream.truncate(0)
+        finally:
+            # Even when it failed half-way (no inode left for the new file): otherwise every later
+            # write would rotate again, pushing the backups out one by one.
+            self.size = 0
 
     def write_block(self, block: bytes | memoryview, head: bytes = b"") -> None:
         """Append head + block (whole lines of UTF-8), rotating between lines as needed.
@@ -92,13 +96,13 @@ class BlockRotatingFileHandler(logging.handlers.RotatingFileHandler):
 
         A failure loses these bytes (counted) and raises nothing.
         """
-        if self.stream is None:
-            self.stream = self._open()
-        if self.lost and not self._say_what_was_lost():
-            self._lost(len(head) + len(body))
-            return
         total, written = len(head) + len(body), 0
         try:
+            if self.stream is None:   # a rotation could not open the new file: try again now
+                self.stream = self._open()
+            if self.lost and not self._say_what_was_lost():
+                self._lost(total)
+                return
             if WRITEV:   # straight to the file: a failed write must not stay in a buffer to go in later
                 fd = self.stream.fileno()
                 written = os.writev(fd, [head, body])
@@ -133,6 +137,10 @@ class BlockRotatingFileHandler(logging.handlers.RotatingFileHandler):
                                    "be written to this log (%s)", (self.lost, self.why), None)
         data = ("\n" * self.torn + self.format(record) + self.terminator).encode("utf-8", "replace")
         try:
+            if self.size > 0 and self.size + len(data) > self.maxBytes > 0:
+                self.doRollover()
+                if self.torn:   # the torn line went with the file rotated away: no newline to end it here
+                    data = data[1:]
             os.write(self.stream.fileno(), data)
         except OSError:
             return False

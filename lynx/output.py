@@ -7,8 +7,10 @@ made the old design slow. Memory stays flat because at most one partial line is 
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import select
 import time
 from typing import BinaryIO, Callable
 
@@ -30,26 +32,45 @@ def collapse_progress(line: bytes) -> bytes:
     return parts[-1] if parts else b""
 
 
+# The errors that mean stdout is gone for good: a closed pipe, a hung-up terminal, a closed fd.
+GONE = (errno.EPIPE, errno.EIO, errno.ENXIO, errno.EBADF)
+
+
 class Screen:
     """Lynx's stdout, where step output is copied as it comes. It may go away while steps run (a
     pipe into `head` closed, a terminal hung up): the steps go on, their output to the log only.
     """
 
     def __init__(self, stream: BinaryIO, on_lost: Callable[[OSError], None]) -> None:
+        stream.flush()
         self.stream: BinaryIO | None = stream
-        self.on_lost = on_lost
+        self.fd = stream.fileno()   # written directly: no buffer to hold a chunk back or lose it
+        self.on_lost = on_lost      # told of the error once it is gone, and of the first other error
+        self.troubled = False
 
     def write(self, chunk: bytes) -> None:
-        """Write and flush the chunk; after the first failure, drop it and every later one."""
+        """Write the whole chunk; once the screen is gone, drop it and every later one.
+
+        A stdout that another process made non-blocking is waited for, as a blocking one would be.
+        Another error (a full disk under `> out.txt`) loses the chunk and is told once.
+        """
         if self.stream is None:
             return
+        view = memoryview(chunk)
         try:
-            self.stream.write(chunk)
-            self.stream.flush()
+            while view:
+                try:
+                    view = view[os.write(self.fd, view):]
+                except BlockingIOError:
+                    select.select([], [self.fd], [])
         except OSError as exc:
-            stream, self.stream = self.stream, None
-            discard_from_now_on(stream)
-            self.on_lost(exc)
+            gone = exc.errno in GONE
+            if gone:
+                stream, self.stream = self.stream, None
+                discard_from_now_on(stream)
+            if gone or not self.troubled:   # a disk that stays full would say so for every chunk
+                self.troubled = True
+                self.on_lost(exc)
 
     def flush(self) -> None:
         """write() has flushed already."""

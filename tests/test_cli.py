@@ -181,6 +181,19 @@ def test_a_reader_that_stops_early_ends_check_quietly(write_config, write_script
     assert proc.returncode == 1 and err == ""
 
 
+@pytest.mark.skipif(os.name != "posix", reason="closes the descriptor in the child (POSIX)")
+def test_lynx_started_with_stdout_closed_still_runs_and_says_so(write_config, write_script, tmp_path, started):
+    write_script("ok.py", "print('hi'); open('ran', 'w').close()\n")
+    cfg = write_config("steps:\n  - script: ok.py\n")
+    for args in (["--version"], ["start", "-cf", str(cfg)]):
+        proc = subprocess.Popen(["sh", "-c", 'exec "$0" -m lynx "$@" >&-', sys.executable, *args], cwd=tmp_path,
+                                env=lynx_env(), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        started.add(proc.pid)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0 and "Traceback" not in err, (args, err)
+    assert (tmp_path / "ran").exists()
+
+
 def test_the_log_file_has_every_line_tagged_and_progress_collapsed(run_lynx, write_config, write_script, tmp_path):
     write_script("bar.py", """
         import sys

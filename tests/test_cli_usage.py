@@ -54,19 +54,23 @@ def test_empty_names_between_commas_are_still_skipped(run_lynx, pipeline, tmp_pa
     (["start", "-cf="], "--config-file: empty path"),
     (["check", "--config-file", ""], "--config-file: empty path"),
     (["history", "-cf", ""], "--config-file: empty path"),
-    (["history", "--ledger", ""], "--ledger: empty path"),
 ])
 def test_an_empty_path_is_a_usage_error(run_lynx, args, message):
     # Before: `status --pid-file ""` read the current directory as a pidfile and exited 1.
     assert_usage_error(run_lynx(*args), message)
 
 
-@pytest.mark.parametrize("flag", ["--ledger", "-lf", "--pid-file"])
-def test_start_with_an_empty_path_runs_nothing(run_lynx, pipeline, tmp_path, flag):
-    # Before: an empty --ledger or -lf was silently ignored and the pipeline ran.
-    long = {"-lf": "--log-file"}.get(flag, flag)
-    assert_usage_error(run_lynx("start", "-cf", str(pipeline), "-ni", flag, ""), f"{long}: empty path")
+def test_start_with_an_empty_pid_file_runs_nothing(run_lynx, pipeline, tmp_path):
+    assert_usage_error(run_lynx("start", "-cf", str(pipeline), "-ni", "--pid-file", ""), "--pid-file: empty path")
     assert_nothing_ran(tmp_path)
+
+
+def test_an_empty_log_file_or_ledger_means_none_and_the_default(run_lynx, pipeline, tmp_path):
+    # What `lynx start -lf "$LOG" --ledger "$LEDGER"` with both unset has always meant.
+    result = run_lynx("start", "-cf", str(pipeline), "-ni", "-lf", "", "--ledger", "")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "b.ran").exists() and (tmp_path / ".lynx" / "runs.jsonl").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lynx", "a.py", "a.ran", "b.py", "b.ran", "config.yaml"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import os
@@ -237,3 +238,77 @@ def test_a_log_file_under_a_plain_file_is_named_as_not_a_directory(tmp_path):
     (tmp_path / "notes").write_text("")
     with pytest.raises(UsageError, match=r"cannot open log file .*notes/run\.log: .*notes is not a directory$"):
         open_log_file(str(tmp_path / "notes" / "run.log"), 1000, 1)
+
+
+def test_a_rotation_that_cannot_open_the_new_file_keeps_every_backup(tmp_path):
+    path = tmp_path / "lynx.log"
+    handler = open_log_file(str(path), max_bytes=100, backup_count=3)
+    told = []
+    handler.notify = told.append
+    out = StepOutput("s", None, handler.write_block)
+    for i in range(8):
+        out.write(b"line %d %s\n" % (i, b"x" * 60))   # one line a file: .1, .2, .3 get filled
+
+    def no_inode_left():
+        raise OSError(28, "No space left on device")
+    handler._open = no_inode_left
+    out.write(b"line 8\n")   # rotates (the files move up once), then cannot create the new file
+    backups = {n: (tmp_path / f"lynx.log.{n}").read_bytes() for n in (1, 2, 3)}
+    assert b"line 7" in backups[1]
+    for i in range(9, 12):
+        out.write(b"line %d %s\n" % (i, b"x" * 60))   # each would rotate again if the count stayed high
+    assert {n: (tmp_path / f"lynx.log.{n}").read_bytes() for n in (1, 2, 3)} == backups
+    assert len(told) == 1 and "No space left on device" in told[0]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux) to fail writes for real")
+def test_the_line_saying_what_was_lost_keeps_the_file_within_its_size(tmp_path):
+    path = tmp_path / "lynx.log"
+    handler = open_log_file(str(path), max_bytes=300, backup_count=2)
+    handler.notify = lambda text: None
+    out = StepOutput("s", None, handler.write_block)
+    out.write(b"a" * 200 + b"\n")
+    restore = _disk_full(handler)
+    try:
+        out.write(b"lost\n")
+    finally:
+        restore()
+    out.write(b"after\n")
+    handler.close()
+    sizes = {p.name: p.stat().st_size for p in tmp_path.iterdir()}
+    assert all(size <= 300 for size in sizes.values()), sizes
+    assert "could not be written to this log" in path.read_text() and "s | after" in path.read_text()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux) to fail writes for real")
+def test_a_screen_with_trouble_that_is_not_the_end_is_told_once_and_kept():
+    told = []
+    with open("/dev/full", "wb", buffering=0) as full:
+        screen = Screen(full, told.append)
+        screen.write(b"one\n")
+        screen.write(b"two\n")
+        assert screen.stream is full   # a full disk may empty again: the screen is not given up
+    assert len(told) == 1 and told[0].errno == errno.ENOSPC
+
+
+def test_a_non_blocking_stdout_gets_every_byte_in_order():
+    import fcntl
+    import threading
+
+    read, write = os.pipe()
+    fcntl.fcntl(write, fcntl.F_SETFL, fcntl.fcntl(write, fcntl.F_GETFL) | os.O_NONBLOCK)
+    received = bytearray()
+
+    def slow_reader():
+        while chunk := os.read(read, 4096):
+            received.extend(chunk)
+    reader = threading.Thread(target=slow_reader, daemon=True)
+    reader.start()
+    told = []
+    with os.fdopen(write, "wb", buffering=0) as stream:
+        screen = Screen(stream, told.append)
+        data = b"".join(b"line %06d\n" % i for i in range(100_000))   # 1.2 MB: far more than a pipe holds
+        screen.write(data)
+    reader.join(timeout=30)
+    os.close(read)
+    assert bytes(received) == data and told == []
