@@ -80,7 +80,8 @@ def as_json(config: Config, schedule, fires: list[datetime]) -> dict[str, object
 
 
 def as_text(config: Config, schedule, fires: list[datetime]) -> str:
-    lines = [f"config: {config.path} is valid ({len(config.steps)} steps)", "", "steps:"]
+    count = len(config.steps)
+    lines = [f"config: {config.path} is valid ({count} step{'' if count == 1 else 's'})", "", "steps:"]
     width = max(len(step.name) for step in config.steps)
     for number, step in enumerate(config.steps, 1):
         lines.append(f"  {number}. {step.name:<{width}}  {shlex.join(step.argv)}")

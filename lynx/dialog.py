@@ -12,9 +12,15 @@ QUESTION = "Rerun the [s]tep, rerun the whole [p]ipeline, or [a]bort? "
 
 def ask(step_name: str, reason: str, read_line: Callable[[], str] | None = None,
         out: TextIO | None = None) -> str:
-    """Return 'step', 'pipeline' or 'abort'; end of input (Ctrl+D) means abort."""
-    read_line = read_line or sys.stdin.readline
-    out = out or sys.stderr
+    """Return 'step', 'pipeline' or 'abort'; end of input (Ctrl+D) means abort, and so does a
+    terminal that is gone (a closed pipe, a hang-up): nobody is there to answer."""
+    try:
+        return _ask(step_name, reason, read_line or sys.stdin.readline, out or sys.stderr)
+    except OSError:
+        return "abort"
+
+
+def _ask(step_name: str, reason: str, read_line: Callable[[], str], out: TextIO) -> str:
     out.write(f"\nStep '{step_name}' failed ({reason}).\n")
     while True:
         out.write(QUESTION)

@@ -15,7 +15,7 @@ from lynx import ledger, logs
 from lynx.config import Config, Step, load
 from lynx.errors import StopRequested, UsageError
 from lynx.options import whole_number
-from lynx.output import Screen, StepOutput
+from lynx.output import GONE, Screen, StepOutput
 from lynx.runner import Interrupted, RunResult, stop_reason
 from lynx.runs import RunSettings, make_run_once, select_steps
 
@@ -60,8 +60,9 @@ class StartOptions(NamedTuple):
     def resume_prefix(self, config: Config) -> tuple[str, ...]:
         """`lynx start` with this run's config and log flags, for the resume hint."""
         words = ["lynx", "start", "-cf", str(config.path)]
-        if self.log_file:
-            words += ["-lf", os.path.abspath(self.log_file)]
+        if self.log_file:   # with its rotation: the resumed run must not rotate it at other sizes
+            words += ["-lf", os.path.abspath(self.log_file), "-ls", str(self.log_size), "-lbc",
+                      str(self.log_backup_count)]
         if self.ledger:   # the resumed run belongs in the same ledger
             words += ["--ledger", os.path.abspath(self.ledger)]
         return tuple(words)
@@ -112,10 +113,12 @@ def run(config: Config, schedule, options: StartOptions, screen: bool,
     logger = logs.setup(options.log_level, options.log_file, options.log_size, options.log_backup_count,
                         screen=sys.stderr if screen else None)
     signal.signal(signal.SIGTERM, _raise_stop)
-    if screen and hasattr(signal, "SIGHUP"):   # the daemon ignores it (background.signal_map)
+    # The daemon ignores SIGHUP (background.signal_map), and so does a Lynx started with nohup.
+    if screen and hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
         signal.signal(signal.SIGHUP, _hung_up)
     handler = logs.file_handler(logger)
-    output_for = outputs(Screen(sys.stdout.buffer, _screen_lost) if screen else None,
+    to_screen = screen and sys.stdout is not None   # (None when Lynx was started with stdout closed)
+    output_for = outputs(Screen(sys.stdout.buffer, _screen_lost) if to_screen else None,
                          handler.write_block if handler else None, progress)
     on_failure = ask_on_terminal if options.interactive else None
     run_once = make_run_once(run_settings(config, options), output_for, on_failure, progress)
@@ -154,10 +157,15 @@ def _interrupted(exc: Interrupted) -> int:
     log.warning("%s %s%s", exc.how, exc.where, f"; {exc.cut_short} was ended" if exc.cut_short else "")
     if exc.resume:
         log.info("to resume from the %s step: %s", exc.which, exc.resume)
-    return 0 if exc.stopped else 130
+    if not exc.stopped:
+        return 130
+    return 1 if exc.run_failed else 0
 
 
 def _screen_lost(exc: OSError) -> None:
+    if exc.errno not in GONE:
+        log.warning("could not write step output to stdout (%s); the steps go on", exc.strerror or exc)
+        return
     where = "goes to the log file only" if logs.file_handler(log) else "is discarded (no --log-file)"
     log.warning("cannot write step output to stdout (%s): the steps go on; their output %s",
                 exc.strerror or exc, where)

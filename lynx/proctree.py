@@ -121,16 +121,11 @@ def end_group(pgid: int, grace: float) -> list[str]:
             names.append(f"{proc.name()} (pid {proc.pid})")
         except psutil.Error:
             names.append(f"pid {proc.pid}")
-    _signal_group(pgid, signal.SIGTERM)
+    from lynx.runner import signal_group
+
+    signal_group(pgid, signal.SIGTERM)
     if not wait_gone(members, grace):
-        _signal_group(pgid, signal.SIGKILL)
+        signal_group(pgid, signal.SIGKILL)
         wait_gone(members, KILL_WAIT)
-    _signal_group(pgid, signal.SIGKILL)   # whatever they started meanwhile in the same group
+    signal_group(pgid, signal.SIGKILL)   # whatever they started meanwhile in the same group
     return names
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

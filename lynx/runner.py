@@ -74,7 +74,7 @@ class Interrupted(Exception):
     """A run stopped from outside (Ctrl+C, a stop request, raised `from` it): where, and the results so far."""
 
     def __init__(self, where: str, result: RunResult, cut_short: str = "", resume_from: str | None = None,
-                 which: str | None = "failed") -> None:
+                 which: str | None = "failed", run_failed: bool = False) -> None:
         super().__init__(where)
         self.where = where               # "during step 'train' (2/4)", "during the on_start hook", ...
         self.result = result
@@ -82,6 +82,7 @@ class Interrupted(Exception):
         self.resume_from = resume_from   # the step a rerun should start at; None: nothing to resume
         self._which = which              # that step for the user: "the {which} step"; None: by status
         self.resume: str | None = None   # the command that does it, once known
+        self.run_failed = run_failed     # a step had failed already: a stop then exits 1, not 0
 
     @property
     def stopped(self) -> bool:
@@ -151,7 +152,7 @@ def run_pipeline(steps: Sequence[Step], output_for: OutputFactory,
             choice = on_failure(outcome) if on_failure else "abort"
         except (KeyboardInterrupt, StopRequested) as exc:   # at the dialog: the failed step is the record
             raise Interrupted(f"at the dialog after step '{step.name}' ({index + 1}/{len(steps)}) failed",
-                              result, resume_from=step.name) from exc
+                              result, resume_from=step.name, run_failed=True) from exc
         if choice == "abort":
             break
         if choice == "pipeline":
@@ -214,8 +215,11 @@ def run_process(step: Step, output: StepOutput, env: Mapping[str, str],
         ended = stream(proc, output, deadline)
         # A step may stop writing to the pipe (EOF) long before it exits: keep waiting, within the deadline.
         timed_out = ended == TIMED_OUT or _wait(proc, deadline)
-        if not timed_out:
-            end_leftovers(step.name, proc.pid, holding_output=ended == LEFTOVERS)
+        if not timed_out and not end_leftovers(step.name, proc.pid, holding_output=ended == LEFTOVERS) \
+                and ended == LEFTOVERS:
+            log.warning("step '%s' exited, but a process outside its group (setsid?) still holds its output: "
+                        "Lynx stops reading it, and its next write may kill it (SIGPIPE); give such a process "
+                        "its own output, e.g. `> serve.log 2>&1`", step.name)
     except BaseException:
         terminate_group(proc)
         raise
@@ -227,24 +231,27 @@ def run_process(step: Step, output: StepOutput, env: Mapping[str, str],
     return proc.wait(), ""
 
 
-def end_leftovers(name: str, pgid: int, holding_output: bool = False) -> None:
-    """End what a finished step left running in its process group (`cmd &`, a worker never joined).
+def end_leftovers(name: str, pgid: int, holding_output: bool = False) -> bool:
+    """End what a finished step left running in its process group (`cmd &`, a worker never joined);
+    True if there was any.
 
     On a schedule such processes would pile up run after run. A process meant to outlive its step
     leaves the group (setsid). Checking costs one system call when nothing is left, the usual case.
     """
     if not POSIX:
-        return
+        return False
     try:
         os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):
-        return
+        return False
     from lynx.proctree import end_group  # psutil: only when something is left
 
     left = end_group(pgid, GRACE_SECONDS)
     if left:
-        log.warning("step '%s' left %s running%s; ended %s", name, ", ".join(left),
+        shown = ", ".join(left[:10]) + (f" and {len(left) - 10} more" if len(left) > 10 else "")
+        log.warning("step '%s' left %s running%s; ended %s", name, shown,
                     " (holding its output open)" if holding_output else "", "it" if len(left) == 1 else "them")
+    return bool(left)
 
 
 def _wait(proc: subprocess.Popen, deadline: float | None) -> bool:
@@ -278,7 +285,7 @@ def terminate_group(proc: subprocess.Popen, grace: float = GRACE_SECONDS) -> Non
         proc.kill()
         proc.wait()
         return
-    _signal_group(proc.pid, signal.SIGTERM)
+    signal_group(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
@@ -286,11 +293,12 @@ def terminate_group(proc: subprocess.Popen, grace: float = GRACE_SECONDS) -> Non
     finally:
         # Grandchildren stay in the group after the leader exits, and a second Ctrl+C during the
         # grace period must not skip this: make sure none is left.
-        _signal_group(proc.pid, signal.SIGKILL)
+        signal_group(proc.pid, signal.SIGKILL)
         proc.wait()
 
 
-def _signal_group(pgid: int, sig: int) -> None:
+def signal_group(pgid: int, sig: int) -> None:
+    """Signal a whole process group; one that is gone already is no error."""
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):

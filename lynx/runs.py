@@ -70,7 +70,8 @@ def make_run_once(settings: RunSettings, output_for: OutputFactory, on_failure: 
         run_id = ledger.new_run_id(started)
         env = {"LYNX_RUN_ID": run_id, "LYNX_CONFIG": str(settings.config.path),
                "LYNX_TRIGGER": due.isoformat() if due else "manual"}
-        log.info("run %s: %s, %d steps", run_id, settings.config.path.name, len(settings.steps))
+        count = len(settings.steps)
+        log.info("run %s: %s, %d step%s", run_id, settings.config.path.name, count, "" if count == 1 else "s")
         if progress is not None:
             progress.run_started(due)
         try:
@@ -83,6 +84,7 @@ def make_run_once(settings: RunSettings, output_for: OutputFactory, on_failure: 
         try:
             _finish(settings, env, started, result, output_for)   # records the run, then runs its last hook
         except Interrupted as exc:
+            exc.run_failed = not result.ok
             raise _with_resume(settings, exc)
         if progress is not None:
             progress.run_ended(result)

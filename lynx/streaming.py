@@ -51,13 +51,14 @@ def stream(proc: subprocess.Popen, output: StepOutput, deadline: float | None) -
     polled, last_read = time.monotonic(), 0.0
     while True:
         now = time.monotonic()
-        if deadline is not None and now >= deadline:
-            return TIMED_OUT
         # waitpid on every chunk costs more than the chunk's own work for a chatty step
-        if exited_at is None and now - polled >= POLL_SECONDS:
+        if exited_at is None and (now - polled >= POLL_SECONDS or deadline is not None and now >= deadline):
             polled = now
             if proc.poll() is not None:
                 exited_at = now
+        if deadline is not None and now >= deadline:
+            # The step itself ended in time: only what it left behind still holds the pipe.
+            return TIMED_OUT if exited_at is None else LEFTOVERS
         if exited_at is not None and now - exited_at > DRAIN_SECONDS:
             return LEFTOVERS
         try:

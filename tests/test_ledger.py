@@ -6,12 +6,13 @@ import json
 import logging
 import re
 import signal
+import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import ends, wait_for
+from conftest import ends, lynx_env, wait_for
 
 from lynx import ledger
 from lynx.runner import RunResult, StepResult
@@ -238,6 +239,45 @@ def test_a_closed_terminal_stops_the_run_like_sigterm_and_ends_its_step(spawn_ly
     assert f"{reason} during step 'sleepy' (1/1); the step was ended" in (tmp_path / "run.log").read_text()
     [entry] = lines(default_ledger(cfg))
     assert entry["result"] == "stopped" and entry["steps"][0]["reason"] == reason
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the signal mask from /proc")
+def test_a_lynx_started_under_nohup_keeps_ignoring_the_hangup(write_config, write_script, tmp_path, started):
+    write_script("wait.py", "import os, pathlib, time\nopen('step.pid', 'w').write(str(os.getpid()))\n"
+                            "while not pathlib.Path('go').exists(): time.sleep(0.02)\n")
+    cfg = write_config("steps:\n  - script: wait.py\n")
+    nohup = ("import runpy, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN); "
+             "sys.argv = ['lynx', *sys.argv[1:]]; runpy.run_module('lynx', run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", nohup, "start", "-cf", str(cfg)], cwd=tmp_path, env=lynx_env(),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started.add(proc.pid)
+    wait_for(lambda: (tmp_path / "step.pid").exists() and (tmp_path / "step.pid").read_text(), timeout=20)
+    status = Path(f"/proc/{proc.pid}/status").read_text()
+    ignored = int(re.search(r"^SigIgn:\s*([0-9a-f]+)$", status, re.MULTILINE).group(1), 16)
+    assert ignored & (1 << (signal.SIGHUP - 1)), "Lynx took back the SIGHUP that nohup ignores"
+    proc.send_signal(signal.SIGHUP)
+    (tmp_path / "go").touch()
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert [entry["result"] for entry in lines(default_ledger(cfg))] == ["ok"]
+
+
+def test_a_stop_during_the_on_failure_hook_of_a_failed_run_exits_1(write_config, write_script, tmp_path, started,
+                                                                   popen_lynx):
+    write_script("fails.py", "import sys; sys.exit(3)\n")
+    write_script("hook.py", SLEEPY["silent"])
+    cfg = write_config(f"hooks:\n  on_failure: {{command: [{sys.executable}, hook.py]}}\n"
+                       "steps:\n  - script: fails.py\n")
+    proc = popen_lynx("start", "-cf", str(cfg), "-ni")
+    pidfile = tmp_path / "step.pid"
+    wait_for(lambda: pidfile.exists() and pidfile.read_text(), timeout=20)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert ends(int(pidfile.read_text()), started, timeout=3), "the hook was left running"
+    assert proc.returncode == 1, err   # the run had failed: a stop after that is no success
+    assert "stopped on request during the on_failure hook; the hook was ended" in err
+    assert "to resume from the failed step: " in err and err.rstrip().endswith("--from fails")
+    assert [entry["result"] for entry in lines(default_ledger(cfg))] == ["failed"]
 
 
 def test_ctrl_c_at_the_dialog_is_recorded_with_the_failed_step_and_says_how_to_resume(spawn_lynx, write_config,

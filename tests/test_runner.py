@@ -311,3 +311,37 @@ def test_the_pipe_is_widened_only_once_a_step_writes_faster_than_lynx_reads():
     limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
     sizes = _pipe_sizes("import os\nfor _ in range(64): os.write(1, b'x' * 65535 + b'\\n')")
     assert sizes[0] == 65536 and sizes[-1] == min(1 << 20, limit)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process groups are POSIX")
+def test_a_step_that_ends_in_time_is_not_timed_out_by_what_holds_its_output(tmp_path, lynx_warnings):
+    pidfile = tmp_path / "holder.pid"
+    # The child keeps the step's output pipe (its stdout) and outlives it; the step ends at once.
+    code = ("import subprocess,sys,pathlib;"
+            "c=subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']);"
+            f"pathlib.Path({str(pidfile)!r}).write_text(str(c.pid))")
+    result = run_pipeline([py_step("quick", code, timeout=0.5)], Sink())
+    holder = int(pidfile.read_text())
+    try:
+        assert gone(holder)
+    finally:
+        if not gone(holder):
+            os.kill(holder, signal.SIGKILL)
+    assert result.ok, result.steps[0].reason
+    assert len(lynx_warnings) == 1 and "(holding its output open); ended it" in lynx_warnings[0]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sessions are POSIX")
+def test_a_process_outside_the_group_holding_the_output_is_named_not_killed(tmp_path, lynx_warnings):
+    pidfile = tmp_path / "server.pid"
+    code = ("import subprocess,sys,pathlib;"
+            "c=subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)'],start_new_session=True);"
+            f"pathlib.Path({str(pidfile)!r}).write_text(str(c.pid))")
+    result = run_pipeline([py_step("serve", code)], Sink())
+    server = int(pidfile.read_text())
+    try:
+        assert result.ok and not gone(server)
+        assert len(lynx_warnings) == 1
+        assert "a process outside its group (setsid?) still holds its output" in lynx_warnings[0]
+    finally:
+        os.kill(server, signal.SIGKILL)

@@ -365,3 +365,26 @@ def test_a_steps_colours_reach_the_terminal_but_not_the_log_file(spawn_lynx, wri
     text = log.read_text()
     assert re.search(r"^\S+ \S+ red \| red alert and green$", text, re.MULTILINE), text
     assert "\x1b" not in text
+
+
+def test_the_dialog_aborts_when_nobody_can_see_it():
+    from lynx.dialog import ask
+
+    class Gone:
+        def write(self, text: str) -> None:
+            raise BrokenPipeError(32, "Broken pipe")   # stderr into a closed pipe, or a hung-up terminal
+
+        def flush(self) -> None:
+            pass
+    assert ask("train", "exit status 1", read_line=lambda: "s\n", out=Gone()) == "abort"
+
+
+def test_the_resume_command_keeps_the_log_files_rotation(tmp_path):
+    from lynx.config import Config
+    from lynx.launch import StartOptions
+
+    options = StartOptions(config_file="c.yaml", log_file="run.log", log_level="INFO", log_size=5000,
+                           log_backup_count=7, interactive=False, keep_running=False, background=False,
+                           pid_file="p.json")
+    words = options.resume_prefix(Config(path=tmp_path / "c.yaml", steps=()))
+    assert words[words.index("-ls") + 1] == "5000" and words[words.index("-lbc") + 1] == "7"
