@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterBadDateError, croniter
 
 from lynx.errors import ConfigError, LynxError
-from lynx.yamlsafe import is_seconds
+from lynx.yamlsafe import clip, is_seconds
 
 KEYS = ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second",
         "start_date", "end_date", "timezone", "jitter")
@@ -397,6 +397,13 @@ def _local_zone() -> tuple:
             # at other times than the user's clock shows.
             raise ConfigError(f"TZ={given!r} is not an IANA time zone name, so the schedule's zone is "
                               "unknown; give the cron section a `timezone:` (e.g. Europe/Berlin)") from None
+    if given and given != "/etc/localtime" and "/zoneinfo/" not in os.path.realpath(given):   # kept elsewhere
+        try:
+            with open(given, "rb") as file:
+                return ZoneInfo.from_file(file, key=given), given
+        except (OSError, ValueError):
+            raise ConfigError(f"TZ={given!r} is not a readable time zone file, so the schedule's zone is "
+                              "unknown; give the cron section a `timezone:` (e.g. Europe/Berlin)") from None
     names = [os.path.realpath(given) if given else "", os.path.realpath("/etc/localtime")]
     try:
         with open("/etc/timezone", encoding="utf-8") as file:
@@ -462,10 +469,9 @@ def _jitter(value: Any, where: Callable[[str], str]) -> float | None:
 def _shown(value: Any) -> str:
     """A value as a message quotes it: at most 40 characters."""
     try:
-        text = repr(value)
+        return clip(repr(value))
     except ValueError:   # an int past Python's 4300-digit limit for turning it into text
         return "a number of thousands of digits"
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _utc(moment: datetime) -> datetime:

@@ -70,11 +70,12 @@ def _find(text: str, key: Node, path: str, ctx: Context) -> Path:
         candidate = os.path.abspath(given if base is None else os.path.join(base, given))
         if os.path.isfile(candidate):
             return Path(candidate)
-        if os.path.exists(candidate):   # there, but nothing a step can run
-            what = "a directory" if os.path.isdir(candidate) else "not a regular file"
-            ctx.fail(key, path, f"{candidate} is {what}; give the file to run")
         if candidate not in tried:
             tried.append(candidate)
+    there = next((c for c in tried if os.path.exists(c)), None)   # but nothing a step can run
+    if there:
+        what = "a directory" if os.path.isdir(there) else "not a regular file"
+        ctx.fail(key, path, f"{there} is {what}; give the file to run")
     places = " and ".join(tried)
     ctx.fail(key, path, f"file {text!r} not found (tried {places}); fix the path or make it absolute")
 

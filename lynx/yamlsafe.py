@@ -75,9 +75,11 @@ def read_file(file: Path, source: str) -> str:
     import stat
 
     try:
-        if not stat.S_ISREG(os.stat(file).st_mode) and not file.is_dir():
-            # A FIFO would block forever, /dev/zero would fill the memory.
-            raise ConfigError(f"{source}: not a regular file (a device, FIFO or socket); give a YAML file "
+        mode = os.stat(file).st_mode
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
+            # /dev/zero would fill the memory, a terminal would wait for typing. A pipe is read
+            # (`-cf <(make-config)`), bounded like a file.
+            raise ConfigError(f"{source}: a device or socket, not a config file; give a YAML file "
                               "with --config-file")
         with open(file, "rb") as f:
             data = f.read(MAX_CONFIG_BYTES + 1)   # a size from stat is 0 for /proc files: read, bounded
@@ -187,9 +189,9 @@ def _construct(node: Node, path: str, ctx: Context) -> Any:
         return SafeConstructor().construct_object(node)
     # SafeConstructor raises assorted built-in errors for values that defy their tag (`!!int many`).
     except (YAMLError, ValueError, OverflowError) as exc:
-        ctx.fail(node, path, f"cannot read {_shown(node.value)!r} as {node.tag.replace(_YAML, '!!', 1)} ({exc})")
+        ctx.fail(node, path, f"cannot read {clip(node.value)!r} as {node.tag.replace(_YAML, '!!', 1)} ({exc})")
     except (TypeError, KeyError, AttributeError):   # their text is about PyYAML's insides, not the value
-        ctx.fail(node, path, f"cannot read {_shown(node.value)!r} as {node.tag.replace(_YAML, '!!', 1)}")
+        ctx.fail(node, path, f"cannot read {clip(node.value)!r} as {node.tag.replace(_YAML, '!!', 1)}")
 
 
 def _children(node: Node, path: str) -> Iterator[tuple[str, Node]]:
@@ -319,12 +321,12 @@ def describe(node: Node, ctx: Context) -> str:
         return "null"
     kinds = ((bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"))
     kind = next((name for cls, name in kinds if isinstance(value, cls)), f"a {type(value).__name__}")
-    shown = _shown(node.value)
+    shown = clip(node.value)
     return f"{kind} ({shown!r})" if isinstance(value, str) else f"{kind} ({shown})"
 
 
-def _shown(text: str) -> str:
-    """A value as a message quotes it: at most 40 characters."""
+def clip(text: str) -> str:
+    """Text as a message quotes it: at most 40 characters."""
     return text if len(text) <= 40 else text[:37] + "..."
 
 

@@ -553,15 +553,23 @@ def test_the_libyaml_and_the_python_loaders_give_the_same_config(conf: Path, mon
 # --- configs made to exhaust Lynx (found by a QA pass): refused quickly, in one line ---------------------
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
-def test_a_fifo_as_the_config_is_refused_instead_of_waiting_for_a_writer(tmp_path: Path) -> None:
+def test_a_config_from_a_pipe_is_read_like_a_file(conf: Path, tmp_path: Path) -> None:
+    # `lynx check -cf <(make-config)` hands Lynx a pipe.
+    import threading
+
     os.mkfifo(tmp_path / "pipe")
-    with pytest.raises(ConfigError, match=r"pipe: not a regular file \(a device, FIFO or socket\)"):
-        load(tmp_path / "pipe")
+    text = f"steps:\n  - script: {conf / 'tasks' / 'train.py'}\n"
+    writer = threading.Thread(target=(tmp_path / "pipe").write_text, args=(text,), daemon=True)
+    writer.start()
+    try:
+        assert [step.name for step in load(tmp_path / "pipe").steps] == ["train"]
+    finally:
+        writer.join(timeout=10)
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
 def test_an_endless_device_as_the_config_is_refused_instead_of_read(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="^/dev/zero: not a regular file"):
+    with pytest.raises(ConfigError, match="^/dev/zero: a device or socket, not a config file"):
         load("/dev/zero")
 
 
@@ -604,3 +612,10 @@ def test_thousands_of_steps_of_one_script_are_numbered_in_order(conf: Path) -> N
     names = [step.name for step in config.steps]
     assert names[:6] == ["train", "train-2", "train-3", "train-4", "train-5", "train-6"]
     assert names[6] == "train-8" and names[-1] == "train-7" and len(set(names)) == len(names) == 3001
+
+
+def test_a_directory_beside_the_config_does_not_hide_the_script_in_the_current_one(conf: Path) -> None:
+    (conf / "tools.py").mkdir()
+    (Path.cwd() / "tools.py").write_text("print('here')\n")   # the fixture's current directory is elsewhere
+    config = load_text(conf, "steps:\n  - script: tools.py\n")
+    assert config.steps[0].script == Path.cwd() / "tools.py"

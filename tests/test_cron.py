@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -345,3 +346,12 @@ def test_a_posix_tz_rule_is_refused_instead_of_guessing_another_zone(monkeypatch
 def test_tz_naming_a_zone_file_gives_that_zone(monkeypatch):
     monkeypatch.setenv("TZ", ":/usr/share/zoneinfo/Europe/Berlin")
     assert build({"minute": 0}).timezone_name == "Europe/Berlin"
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/share/zoneinfo/Asia/Tokyo"), reason="needs the system tz database")
+def test_tz_naming_a_zone_file_kept_anywhere_gives_that_zone(monkeypatch, tmp_path):
+    (tmp_path / "myzone").write_bytes(Path("/usr/share/zoneinfo/Asia/Tokyo").read_bytes())
+    monkeypatch.setenv("TZ", f":{tmp_path / 'myzone'}")
+    schedule = build({"hour": 9, "minute": 0})
+    assert fires({"hour": 9, "minute": 0}, utc("2026-01-01T00:00:00+00:00"), 1) == [utc("2026-01-01T09:00:00+09:00")]
+    assert schedule.timezone_name == str(tmp_path / "myzone")
