@@ -262,24 +262,6 @@ def test_a_lynx_started_under_nohup_keeps_ignoring_the_hangup(write_config, writ
     assert [entry["result"] for entry in lines(default_ledger(cfg))] == ["ok"]
 
 
-def test_a_stop_during_the_on_failure_hook_of_a_failed_run_exits_1(write_config, write_script, tmp_path, started,
-                                                                   popen_lynx):
-    write_script("fails.py", "import sys; sys.exit(3)\n")
-    write_script("hook.py", SLEEPY["silent"])
-    cfg = write_config(f"hooks:\n  on_failure: {{command: [{sys.executable}, hook.py]}}\n"
-                       "steps:\n  - script: fails.py\n")
-    proc = popen_lynx("start", "-cf", str(cfg), "-ni")
-    pidfile = tmp_path / "step.pid"
-    wait_for(lambda: pidfile.exists() and pidfile.read_text(), timeout=20)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=20)
-    assert ends(int(pidfile.read_text()), started, timeout=3), "the hook was left running"
-    assert proc.returncode == 1, err   # the run had failed: a stop after that is no success
-    assert "stopped on request during the on_failure hook; the hook was ended" in err
-    assert "to resume from the failed step: " in err and err.rstrip().endswith("--from fails")
-    assert [entry["result"] for entry in lines(default_ledger(cfg))] == ["failed"]
-
-
 def test_ctrl_c_at_the_dialog_is_recorded_with_the_failed_step_and_says_how_to_resume(spawn_lynx, write_config,
                                                                                        write_script):
     import pexpect
@@ -300,23 +282,31 @@ def test_ctrl_c_at_the_dialog_is_recorded_with_the_failed_step_and_says_how_to_r
     assert [(s["name"], s["reason"]) for s in entry["steps"]] == [("fails", "exit status 3")]
 
 
-def test_a_stop_during_the_on_start_hook_ends_the_hook_and_records_the_run(write_config, write_script, tmp_path,
-                                                                           started, popen_lynx):
+@pytest.mark.parametrize("event, step, status, resume, recorded", [
+    # on_start: nothing ran yet; the run is recorded as stopped, a rerun starts at the first step.
+    ("on_start", "open('step.ran', 'w').close()\n", 0, "to resume from the first step: ", "stopped"),
+    # on_failure: the run is recorded already, failed; a stop after a failure is no success.
+    ("on_failure", "import sys; sys.exit(3)\n", 1, "to resume from the failed step: ", "failed"),
+])
+def test_a_stop_during_a_hook_ends_the_hook_and_says_where(write_config, write_script, tmp_path, started,
+                                                           popen_lynx, event, step, status, resume, recorded):
     write_script("hook.py", SLEEPY["silent"])
-    write_script("step.py", "open('step.ran', 'w').close()\n")
-    cfg = write_config(f"hooks:\n  on_start: {{command: [{sys.executable}, hook.py]}}\nsteps:\n  - script: step.py\n")
+    write_script("step.py", step)
+    cfg = write_config(f"hooks:\n  {event}: {{command: [{sys.executable}, hook.py]}}\nsteps:\n  - script: step.py\n")
     proc = popen_lynx("start", "-cf", str(cfg), "-ni")
     pidfile = tmp_path / "step.pid"
     wait_for(lambda: pidfile.exists() and pidfile.read_text(), timeout=20)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=20)
     assert ends(int(pidfile.read_text()), started, timeout=3), "the hook was left running"
-    assert proc.returncode == 0, err
-    assert "stopped on request during the on_start hook; the hook was ended" in err
-    assert "waiting for the next run" not in err and not (tmp_path / "step.ran").exists()
-    assert "to resume from the first step: " in err and err.rstrip().endswith("--from step")
+    assert proc.returncode == status, err
+    assert f"stopped on request during the {event} hook; the hook was ended" in err
+    assert "waiting for the next run" not in err
+    assert resume in err and err.rstrip().endswith("--from step")
     [entry] = lines(default_ledger(cfg))
-    assert entry["result"] == "stopped" and entry["steps"] == []
+    assert entry["result"] == recorded
+    if event == "on_start":
+        assert entry["steps"] == [] and not (tmp_path / "step.ran").exists()
 
 
 def test_the_ledger_option_puts_the_ledger_where_it_says(run_lynx, write_config, write_script, tmp_path):
