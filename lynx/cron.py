@@ -395,15 +395,13 @@ def _local_zone() -> tuple:
         except (ZoneInfoNotFoundError, ValueError, OSError):
             # A POSIX rule (CET-1CEST,M3.5.0,M10.5.0/3): guessing a zone from elsewhere would fire
             # at other times than the user's clock shows.
-            raise ConfigError(f"TZ={given!r} is not an IANA time zone name, so the schedule's zone is "
-                              "unknown; give the cron section a `timezone:` (e.g. Europe/Berlin)") from None
+            raise _unknown_zone(given, "an IANA time zone name") from None
     if given and given != "/etc/localtime" and "/zoneinfo/" not in os.path.realpath(given):   # kept elsewhere
         try:
             with open(given, "rb") as file:
                 return ZoneInfo.from_file(file, key=given), given
         except (OSError, ValueError):
-            raise ConfigError(f"TZ={given!r} is not a readable time zone file, so the schedule's zone is "
-                              "unknown; give the cron section a `timezone:` (e.g. Europe/Berlin)") from None
+            raise _unknown_zone(given, "a readable time zone file") from None
     names = [os.path.realpath(given) if given else "", os.path.realpath("/etc/localtime")]
     try:
         with open("/etc/timezone", encoding="utf-8") as file:
@@ -421,6 +419,11 @@ def _local_zone() -> tuple:
             return ZoneInfo.from_file(file, key="localtime"), "localtime"
     except (OSError, ValueError):
         return ZoneInfo("UTC"), "UTC"
+
+
+def _unknown_zone(given: str, what: str) -> ConfigError:
+    return ConfigError(f"TZ={given!r} is not {what}, so the schedule's zone is unknown; give the cron "
+                       "section a `timezone:` (e.g. Europe/Berlin)")
 
 
 def _date(value: Any, zone: tzinfo, key: str, where: Callable[[str], str]) -> datetime | None:

@@ -27,12 +27,12 @@ class BlockRotatingFileHandler(logging.handlers.RotatingFileHandler):
     `notify` is told once, and the log itself says how much it missed once it can be written again.
     """
 
-    def __init__(self, filename: str, max_bytes: int, backup_count: int,
-                 notify: Callable[[str], None] | None = None) -> None:
+    def __init__(self, filename: str, max_bytes: int, backup_count: int) -> None:
         super().__init__(filename, mode="a", maxBytes=max_bytes, backupCount=backup_count,
                          encoding="utf-8", delay=False)
         self.size = self.stream.tell() if self.stream else 0
-        self.notify = notify   # tells the user of a failed write and of the recovery (the screen)
+        # Tells the user of a failed write and of the recovery (logs.setup: the screen, if any).
+        self.notify: Callable[[str], None] | None = None
         self.lost = 0          # bytes not written since the last write that failed
         self.why = ""          # the error that lost them
         self.torn = False      # the last failed write ended the file mid-line

@@ -188,10 +188,10 @@ def _construct(node: Node, path: str, ctx: Context) -> Any:
     try:
         return SafeConstructor().construct_object(node)
     # SafeConstructor raises assorted built-in errors for values that defy their tag (`!!int many`).
-    except (YAMLError, ValueError, OverflowError) as exc:
-        ctx.fail(node, path, f"cannot read {clip(node.value)!r} as {node.tag.replace(_YAML, '!!', 1)} ({exc})")
-    except (TypeError, KeyError, AttributeError):   # their text is about PyYAML's insides, not the value
-        ctx.fail(node, path, f"cannot read {clip(node.value)!r} as {node.tag.replace(_YAML, '!!', 1)}")
+    except (YAMLError, ValueError, OverflowError, TypeError, KeyError, AttributeError) as exc:
+        # The last three speak of PyYAML's insides, not of the value: their text is left out.
+        detail = f" ({exc})" if isinstance(exc, (YAMLError, ValueError, OverflowError)) else ""
+        ctx.fail(node, path, f"cannot read {clip(node.value)!r} as {node.tag.replace(_YAML, '!!', 1)}{detail}")
 
 
 def _children(node: Node, path: str) -> Iterator[tuple[str, Node]]:
