@@ -142,10 +142,7 @@ def test_a_step_that_cannot_start_is_a_failed_step_not_a_crash(tmp_path):
 
 def test_a_background_process_holding_the_pipe_does_not_hang_the_run(tmp_path):
     pidfile = tmp_path / "left.pid"
-    code = ("import subprocess,sys,pathlib;"
-            "c=subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']);"
-            f"pathlib.Path({str(pidfile)!r}).write_text(str(c.pid))")
-    result = run_pipeline([py_step("leaves", code)], Sink())
+    result = run_pipeline([py_step("leaves", _hold_output(pidfile))], Sink())
     assert result.ok
     left = int(pidfile.read_text())
     assert wait_for(lambda: gone(left), timeout=5)
@@ -313,14 +310,18 @@ def test_the_pipe_is_widened_only_once_a_step_writes_faster_than_lynx_reads():
     assert sizes[0] == 65536 and sizes[-1] == min(1 << 20, limit)
 
 
+def _hold_output(pidfile: Path, popen: str = "") -> str:
+    """A step's code that starts a child keeping the step's output pipe (its stdout), writes the
+    child's pid to `pidfile` and exits at once; `popen`: more Popen arguments."""
+    return ("import subprocess,sys,pathlib;"
+            f"c=subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)'],{popen});"
+            f"pathlib.Path({str(pidfile)!r}).write_text(str(c.pid))")
+
+
 @pytest.mark.skipif(os.name != "posix", reason="process groups are POSIX")
 def test_a_step_that_ends_in_time_is_not_timed_out_by_what_holds_its_output(tmp_path, lynx_warnings):
     pidfile = tmp_path / "holder.pid"
-    # The child keeps the step's output pipe (its stdout) and outlives it; the step ends at once.
-    code = ("import subprocess,sys,pathlib;"
-            "c=subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']);"
-            f"pathlib.Path({str(pidfile)!r}).write_text(str(c.pid))")
-    result = run_pipeline([py_step("quick", code, timeout=0.5)], Sink())
+    result = run_pipeline([py_step("quick", _hold_output(pidfile), timeout=0.5)], Sink())
     holder = int(pidfile.read_text())
     try:
         assert gone(holder)
@@ -334,10 +335,7 @@ def test_a_step_that_ends_in_time_is_not_timed_out_by_what_holds_its_output(tmp_
 @pytest.mark.skipif(os.name != "posix", reason="sessions are POSIX")
 def test_a_process_outside_the_group_holding_the_output_is_named_not_killed(tmp_path, lynx_warnings):
     pidfile = tmp_path / "server.pid"
-    code = ("import subprocess,sys,pathlib;"
-            "c=subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)'],start_new_session=True);"
-            f"pathlib.Path({str(pidfile)!r}).write_text(str(c.pid))")
-    result = run_pipeline([py_step("serve", code)], Sink())
+    result = run_pipeline([py_step("serve", _hold_output(pidfile, "start_new_session=True"))], Sink())
     server = int(pidfile.read_text())
     try:
         assert result.ok and not gone(server)
