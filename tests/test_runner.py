@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -15,7 +16,7 @@ from conftest import gone, wait_for
 
 from lynx.config import Step
 from lynx.output import StepOutput
-from lynx.runner import describe, run_pipeline, run_step, summary
+from lynx.runner import describe, run_pipeline, summary
 
 
 def py_step(name: str, code: str, **kw) -> Step:
@@ -105,13 +106,25 @@ def test_steps_inherit_lynx_environment_and_their_own_env_wins_over_it(monkeypat
     assert "env | from lynx / from the step" in sink.text
 
 
-def test_run_step_starts_from_the_inherited_environment_it_is_given():
+def test_a_steps_variables_do_not_stay_in_lynx_environment(monkeypatch):
+    # They are put into Lynx's own (C-level) environment just around each start, then taken out
+    # again: after a step, after a step that could not start, and for the next step.
+    monkeypatch.setenv("X_KEPT", "lynx's own")
+    monkeypatch.delenv("X_STEP_ONLY", raising=False)
+    monkeypatch.delenv("LYNX_STEP", raising=False)
     sink = Sink()
-    code = "import os; print(sorted(k for k in os.environ if k.startswith(('X_', 'HOME'))), os.environ['X_B'])"
-    step = py_step("env", code, env={"X_B": "step", "LYNX_STEP": "not this"})
-    result = run_step(step, 0, 1, sink(step), {"LYNX_RUN_ID": "r"}, inherited={"X_A": "1", "X_B": "inherited"})
-    assert result.ok
-    assert "env | ['X_A', 'X_B'] step" in sink.text   # nothing from os.environ (no HOME); the step's env wins
+    show = "import os; print(os.environ.get('X_KEPT'), os.environ.get('X_STEP_ONLY'), os.environ.get('LYNX_STEP'))"
+    changed = {"X_KEPT": "the step's", "X_STEP_ONLY": "set"}
+    steps = [py_step("first", show, env=changed),
+             Step(name="unstartable", argv=("/nonexistent/lynx-test",), line=1, env=changed,
+                  continue_on_failure=True),
+             py_step("second", show)]
+    result = run_pipeline(steps, sink, run_env={"LYNX_RUN_ID": "r"})
+    assert [s.ok for s in result.steps] == [True, False, True]
+    assert "first | the step's set first" in sink.text
+    assert "second | lynx's own None second" in sink.text
+    after = subprocess.run([sys.executable, "-c", show], capture_output=True, text=True, timeout=30, check=True)
+    assert after.stdout.split() == ["lynx's", "own", "None", "None"]   # what a process Lynx starts inherits
 
 
 def test_retries_run_a_failing_step_again_until_it_succeeds(tmp_path):
