@@ -241,7 +241,7 @@ def run_daemon(options: StartOptions, target: Target, reporter: Reporter | None 
     try:
         from lynx.ledger import default_path
 
-        ledger = options.ledger or str(default_path(Path(options.config_file)))
+        ledger = options.ledger or default_path(options.config_file)
         record = pidfile.new_record(options.config_file, options.log_file, ledger)
         pidfile.claim(path, record)
     except OSError as exc:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -48,8 +47,8 @@ class Step(NamedTuple):
     name: str
     argv: tuple[str, ...]          # the full command: interpreter, script, arguments
     line: int                      # line of the step in the config file
-    script: Path | None = None     # absolute path of the script, if the step has one
-    cwd: Path | None = None        # None: the directory Lynx was started in
+    script: str | None = None      # absolute path of the script, if the step has one
+    cwd: str | None = None         # absolute; None: the directory Lynx was started in
     env: Mapping[str, str] = NOTHING
     timeout: float | None = None
     retries: int = 0
@@ -84,7 +83,7 @@ class Hook(NamedTuple):
 class Config(NamedTuple):
     """A validated pipeline: its steps in order and its raw cron section."""
 
-    path: Path                     # absolute path of the config file
+    path: str                      # absolute path of the config file (strings, not pathlib: ledger.py)
     steps: tuple[Step, ...]
     cron: CronSection | None = None
     hooks: Mapping[str, Hook] = NOTHING  # event -> hook
@@ -94,7 +93,7 @@ _TOP_KEYS = ("steps", "configs", "cron", "hooks", "executor", "slurm")
 _HOOK_EVENTS = ("on_start", "on_success", "on_failure")
 
 
-def load(path: str | Path) -> Config:
+def load(path: str | os.PathLike) -> Config:
     """Read and validate the config at `path`; raise ConfigError naming file, line and key."""
     try:
         return _load(path)
@@ -103,14 +102,14 @@ def load(path: str | Path) -> Config:
                           "inside each other)") from None
 
 
-def _load(path: str | Path) -> Config:
+def _load(path: str | os.PathLike) -> Config:
     source = str(path)
-    file = Path(os.path.abspath(path))
+    file = os.path.abspath(path)
     text = read_file(file, source)
     root = compose(text, source)
     if root is None:
         raise ConfigError(f"{source}: the config file is empty; it needs a `steps:` list of scripts to run")
-    ctx = Context(source, file.parent, Path.cwd(), text)
+    ctx = Context(source, os.path.dirname(file), os.getcwd(), text)
     check_nodes(root, "", ctx, set(), set())
     if root.id != "mapping":
         ctx.fail(root, "", f"expected a mapping with `steps:` (and optional `configs:`, `cron:`), "

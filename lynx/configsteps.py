@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from lynx.executables import command_argv, script_argv
@@ -186,7 +185,7 @@ def _fields(body: Map, item: Node, path: str, ctx: Context) -> tuple[dict[str, A
         ctx.fail(get("python")[0], f"{path}.python", "only applies to a .py `script`")
     if get("script"):
         script, argv = script_argv(get("script"), get("python"), args, path, ctx)
-        stem = script.stem
+        stem = os.path.splitext(os.path.basename(script))[0]
     elif get("command"):
         script, argv = None, command_argv(get("command"), args, f"{path}.command", ctx)
         stem = os.path.basename(argv[0])
@@ -205,10 +204,10 @@ def _fields(body: Map, item: Node, path: str, ctx: Context) -> tuple[dict[str, A
     return {"argv": tuple(argv), "line": line_of(item), "script": script, **fields}, stem
 
 
-def _directory(entry: Entry, path: str, ctx: Context) -> Path:
+def _directory(entry: Entry, path: str, ctx: Context) -> str:
     text = typed(entry, path, ctx, "a directory path", is_text)
-    directory = Path(os.path.abspath(ctx.base / os.path.expanduser(text)))
-    if not directory.is_dir():
+    directory = os.path.abspath(os.path.join(ctx.base, os.path.expanduser(text)))
+    if not os.path.isdir(directory):
         ctx.fail(entry[0], path, f"directory {directory} not found; create it or fix the path")
     return directory
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lynx.yamlsafe import Context, Entry, as_text, is_text, shell_words, text_items, typed
@@ -14,20 +13,20 @@ if TYPE_CHECKING:
 
 
 def script_argv(entry: Entry, python: Entry | None, args: list[str], path: str, ctx: Context
-                ) -> tuple[Path, list[str]]:
+                ) -> tuple[str, list[str]]:
     """`script:` (and `python:`) as the script's absolute path and the argv that runs it."""
     where = f"{path}.script"
     script = _find(typed(entry, where, ctx, "a path to a script", is_text), entry[0], where, ctx)
-    if script.suffix.lower() == ".py":
+    if os.path.splitext(script)[1].lower() == ".py":
         interpreter = sys.executable
         if python:
             text = typed(python, f"{path}.python", ctx, "the path or name of a Python interpreter", is_text)
             interpreter = _executable(text, python[0], f"{path}.python", ctx, "interpreter")
-        return script, [interpreter, str(script), *args]
+        return script, [interpreter, script, *args]
     if python:
-        ctx.fail(python[0], f"{path}.python", f"only applies to a .py script, and {script.name} is not one")
+        ctx.fail(python[0], f"{path}.python", f"only applies to a .py script, and {os.path.basename(script)} is not one")
     _require_executable(script, entry[0], where, ctx)
-    return script, [str(script), *args]
+    return script, [script, *args]
 
 
 def command_argv(entry: Entry, args: list[str], path: str, ctx: Context) -> list[str]:
@@ -60,7 +59,7 @@ def _executable(word: str, key: Node, path: str, ctx: Context, what: str) -> str
     return os.path.abspath(on_path)
 
 
-def _find(text: str, key: Node, path: str, ctx: Context) -> Path:
+def _find(text: str, key: Node, path: str, ctx: Context) -> str:
     """Resolve a relative path against the config's directory, then the current one (DECISIONS 7)."""
     # os.path on strings, not pathlib, and the current directory only when needed: this runs for
     # every step of every config loaded.
@@ -69,7 +68,7 @@ def _find(text: str, key: Node, path: str, ctx: Context) -> Path:
     for base in (None,) if os.path.isabs(given) else (ctx.base, ctx.cwd):
         candidate = os.path.abspath(given if base is None else os.path.join(base, given))
         if os.path.isfile(candidate):
-            return Path(candidate)
+            return candidate
         if candidate not in tried:
             tried.append(candidate)
     there = next((c for c in tried if os.path.exists(c)), None)   # but nothing a step can run
@@ -80,7 +79,7 @@ def _find(text: str, key: Node, path: str, ctx: Context) -> Path:
     ctx.fail(key, path, f"file {text!r} not found (tried {places}); fix the path or make it absolute")
 
 
-def _require_executable(file: Path, key: Node, path: str, ctx: Context) -> None:
+def _require_executable(file: str, key: Node, path: str, ctx: Context) -> None:
     if not os.access(file, os.X_OK):
         ctx.fail(key, path, f"{file} is not executable; run `chmod +x {file}` or use `command:` "
                             "to name the program that runs it")

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from lynx import ledger
 from lynx.errors import LynxError
 
 
-def ledger_path(args: dict[str, object]) -> Path:
+def ledger_path(args: dict[str, object]) -> str:
     """--ledger if given, else .lynx/runs.jsonl beside the config file (which need not be valid)."""
     if args.get("--ledger"):
-        return Path(str(args["--ledger"])).resolve()
-    return ledger.default_path(Path(str(args["--config-file"])))
+        return os.path.realpath(str(args["--ledger"]))
+    return ledger.default_path(str(args["--config-file"]))
 
 
 def history(args: dict[str, object]) -> int:

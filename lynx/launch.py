@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 from datetime import datetime
-from pathlib import Path
 from typing import Callable, NamedTuple, Protocol
 
 from lynx import ledger, logs
@@ -197,7 +196,7 @@ def ask_on_terminal(failed) -> str:
 
 def run_settings(config: Config, options: StartOptions) -> RunSettings:
     """What every run shares: the selected steps, the ledger, the resume command."""
-    ledger_path = Path(options.ledger).resolve() if options.ledger else ledger.default_path(config.path)
+    ledger_path = os.path.realpath(options.ledger) if options.ledger else ledger.default_path(config.path)
     return RunSettings(config, select_steps(config.steps, options.start_at, options.only), ledger_path,
                        os.path.abspath(options.log_file) if options.log_file else None,
                        options.resume_prefix(config), only=bool(options.only))

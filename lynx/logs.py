@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TextIO
 
 from lynx.errors import UsageError
@@ -88,7 +87,7 @@ def open_log_file(path: str, max_bytes: int, backup_count: int) -> BlockRotating
     from lynx.logfile import BlockRotatingFileHandler
 
     try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(path) or os.curdir, exist_ok=True)
         handler = BlockRotatingFileHandler(os.fspath(path), max_bytes, backup_count)
     except FileExistsError as exc:   # mkdir met a file where a directory should be
         raise UsageError(f"cannot open log file {path}: {exc.filename} is not a directory") from exc

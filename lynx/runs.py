@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Callable, NamedTuple
 
 from lynx import ledger
@@ -30,7 +30,7 @@ class RunSettings(NamedTuple):
 
     config: Config
     steps: tuple[Step, ...]            # the steps selected with --from / --only (all by default)
-    ledger_path: Path
+    ledger_path: str
     log_file: str | None
     resume_prefix: tuple[str, ...]     # `lynx start -cf CONFIG ...` without --from/--only
     only: bool = False                 # steps were picked with --only
@@ -71,7 +71,8 @@ def make_run_once(settings: RunSettings, output_for: OutputFactory, on_failure: 
         env = {"LYNX_RUN_ID": run_id, "LYNX_CONFIG": str(settings.config.path),
                "LYNX_TRIGGER": due.isoformat() if due else "manual"}
         count = len(settings.steps)
-        log.info("run %s: %s, %d step%s", run_id, settings.config.path.name, count, "" if count == 1 else "s")
+        log.info("run %s: %s, %d step%s", run_id, os.path.basename(settings.config.path), count,
+                 "" if count == 1 else "s")
         if progress is not None:
             progress.run_started(due)
         try:

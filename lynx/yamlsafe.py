@@ -10,7 +10,6 @@ import math
 import os
 import shlex
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, NoReturn
 
 from lynx.errors import ConfigError
@@ -45,7 +44,7 @@ class Map(NamedTuple):
 class Context:
     """What every check needs: where the file is, and the scalars already built safely."""
 
-    def __init__(self, source: str, base: Path, cwd: Path, text: str) -> None:
+    def __init__(self, source: str, base: str, cwd: str, text: str) -> None:
         self.source = source
         # Only an escape (a backslash) or non-ASCII text can make a NUL or a lone surrogate: most
         # configs have neither, and their scalars need not be searched for them.
@@ -70,7 +69,7 @@ class Context:
 
 # --- reading -------------------------------------------------------------------------------------------
 
-def read_file(file: Path, source: str) -> str:
+def read_file(file: str, source: str) -> str:
     """The config's text; a missing, unreadable, special, huge or non-UTF-8 file is a ConfigError."""
     import stat
 

@@ -115,7 +115,8 @@ def test_a_ledger_that_cannot_be_written_is_a_warning_not_an_error(tmp_path):
 def test_run_ids_sort_by_start_time_and_do_not_repeat():
     assert ledger.new_run_id(T0) < ledger.new_run_id(T0 + timedelta(seconds=1))
     assert len({ledger.new_run_id(T0) for _ in range(20)}) == 20
-    assert ledger.default_path(Path("/p/q/config.yaml")) == Path("/p/q/.lynx/runs.jsonl")
+    assert ledger.default_path(Path("/p/q/config.yaml")) == "/p/q/.lynx/runs.jsonl"
+    assert ledger.default_path("/p/q/config.yaml") == "/p/q/.lynx/runs.jsonl"
 
 
 # --- what real runs record ----------------------------------------------------------------------------
