@@ -7,8 +7,11 @@ import io
 import logging
 import os
 import re
+import subprocess
+import sys
 
 import pytest
+from conftest import lynx_env
 
 from lynx.logs import open_log_file
 from lynx.output import MAX_PENDING, Screen, StepOutput, collapse_progress
@@ -312,3 +315,32 @@ def test_a_non_blocking_stdout_gets_every_byte_in_order():
     reader.join(timeout=30)
     os.close(read)
     assert bytes(received) == data and told == []
+
+
+# --- logging.handlers without socket, pickle and queue ---------------------------------------------
+
+
+def test_a_run_with_a_log_file_imports_neither_socket_nor_pickle_nor_queue(tmp_path, write_config):
+    config = write_config("steps:\n  - command: [{py}, -c, \"print('hi')\"]\n")
+    log = tmp_path / "lynx.log"
+    code = ("import sys; from lynx.cli import main; "
+            f"code = main(['start', '-cf', {str(config)!r}, '-lf', {str(log)!r}]); "
+            "print(code, sorted({'socket', 'pickle', 'queue'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd=tmp_path,
+                         env=lynx_env(), check=False)
+    assert out.stdout.strip().splitlines()[-1] == "0 []", out.stderr
+    assert "python | hi" in log.read_text()
+
+
+def test_logging_handlers_network_and_queue_handlers_still_work_once_lynx_logfile_is_loaded():
+    # Their modules are imported on first use instead; a later `import socket` gets the real one.
+    code = ("import logging, sys, lynx.logfile, logging.handlers as h; "
+            "before = sorted({'socket', 'pickle', 'queue'} & set(sys.modules)); "
+            "record = logging.makeLogRecord({'msg': 'x'}); "
+            "pickled = h.SocketHandler('localhost', 9).makePickle(record); "
+            "import queue, socket; q = queue.Queue(); h.QueueHandler(q).handle(record); "
+            "print(before, len(pickled) > 4, q.get_nowait().msg, h.socket.AF_INET == socket.AF_INET, "
+            "type(sys.modules['socket']).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+                         env=lynx_env(), check=False)
+    assert out.stdout.strip() == "[] True x True module", out.stderr
