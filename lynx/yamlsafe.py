@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import math
 import os
+import re
 import shlex
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, NoReturn
@@ -321,7 +322,21 @@ def describe(node: Node, ctx: Context) -> str:
     kinds = ((bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"))
     kind = next((name for cls, name in kinds if isinstance(value, cls)), f"a {type(value).__name__}")
     shown = clip(node.value)
-    return f"{kind} ({shown!r})" if isinstance(value, str) else f"{kind} ({shown})"
+    if not isinstance(value, str):
+        return f"{kind} ({shown})"
+    number = _float_spelling(value) if not node.style else None   # plain: None, or "" from libyaml
+    return f"{kind} ({shown!r}; YAML reads a number in that form as text: write {number})" if number else \
+        f"{kind} ({shown!r})"
+
+
+# PyYAML (YAML 1.1) reads a float only with a dot and a signed exponent: 1e3 and 1.5e3 are text.
+_EXPONENT_FORM = re.compile(r"([-+]?\d+)(?:\.(\d*))?[eE]([-+]?)(\d+)")
+
+
+def _float_spelling(text: str) -> str | None:
+    """How to write `text` (1e3) so that YAML reads it as a number (1.0e+3); None if it is no such number."""
+    match = _EXPONENT_FORM.fullmatch(text)
+    return match and f"{match[1]}.{match[2] or 0}e{match[3] or '+'}{match[4]}"
 
 
 def clip(text: str) -> str:

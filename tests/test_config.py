@@ -420,6 +420,11 @@ BAD_CONFIGS = [
      ["steps[0].timeout: expected a positive number of seconds (at most ten years), got an integer (-5)"]),
     ("a timeout in words", "steps:\n  - script: tasks/train.py\n    timeout: ten\n", 3,
      ["steps[0].timeout: expected a positive number of seconds (at most ten years), got a string ('ten')"]),
+    ("a timeout in exponent form YAML reads as text", "steps:\n  - script: tasks/train.py\n    timeout: 1e3\n", 3,
+     ["steps[0].timeout:", "got a string ('1e3'; YAML reads a number in that form as text: write 1.0e+3)"]),
+    ("a retry delay in exponent form YAML reads as text",
+     "steps:\n  - script: tasks/train.py\n    retries: 1\n    retry_delay: -2.5E4\n", 4,
+     ["steps[0].retry_delay:", "('-2.5E4'; YAML reads a number in that form as text: write -2.5e+4)"]),
     ("a timeout that is a boolean", "steps:\n  - script: tasks/train.py\n    timeout: true\n", 3,
      ["steps[0].timeout:", "got a boolean (true)"]),
     ("negative retries", "steps:\n  - script: tasks/train.py\n    retries: -1\n", 3,
@@ -619,3 +624,17 @@ def test_a_directory_beside_the_config_does_not_hide_the_script_in_the_current_o
     (Path.cwd() / "tools.py").write_text("print('here')\n")   # the fixture's current directory is elsewhere
     config = load_text(conf, "steps:\n  - script: tools.py\n")
     assert config.steps[0].script == str(Path.cwd() / "tools.py")
+
+
+def test_a_quoted_exponent_is_text_on_purpose_and_gets_no_hint(conf: Path) -> None:
+    (conf / "config.yaml").write_text('steps:\n  - script: tasks/train.py\n    timeout: "1e3"\n')
+    with pytest.raises(ConfigError) as error:
+        load(conf / "config.yaml")
+    assert str(error.value).endswith("got a string ('1e3')")
+
+
+def test_numbers_in_yaml_s_own_exponent_form_are_read_as_numbers(conf: Path) -> None:
+    (conf / "config.yaml").write_text("steps:\n  - script: tasks/train.py\n    timeout: 1.0e+3\n"
+                                      "    retries: 1\n    retry_delay: 2.5e-1\n")
+    step = load(conf / "config.yaml").steps[0]
+    assert (step.timeout, step.retry_delay) == (1000.0, 0.25)
