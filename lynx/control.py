@@ -112,7 +112,10 @@ def ledger_lines(record: pidfile.Record) -> list[str]:
         return []
     from lynx import ledger
 
-    entries, _ = ledger.read(Path(record["ledger"]), 1)
+    try:
+        entries, _ = ledger.read(str(record["ledger"]), 1)
+    except OSError as exc:   # never a reason for `stop` or `status` to fail
+        return [f"  ledger:    {record['ledger']} (cannot read it: {exc.strerror or exc})"]
     if not entries:
         return [f"  ledger:    {record['ledger']} (no runs yet)"]
     last = entries[-1]
@@ -149,9 +152,9 @@ def when(text: str | None) -> str:
     if not text:
         return "?"
     try:
-        return datetime.fromisoformat(text).isoformat(sep=" ", timespec="seconds")
+        return datetime.fromisoformat(str(text)).isoformat(sep=" ", timespec="seconds")
     except ValueError:
-        return text
+        return str(text)
 
 
 def duration(seconds: float) -> str:

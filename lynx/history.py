@@ -59,5 +59,5 @@ def _when(text: Any) -> str:
     """An ISO time as local 'YYYY-MM-DD HH:MM:SS'; other text ('manual') as it is."""
     try:
         return datetime.fromisoformat(str(text)).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-    except ValueError:
+    except (ValueError, OverflowError):   # not a time, or one astimezone cannot move (year 1 or 9999)
         return str(text)

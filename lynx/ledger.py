@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections import deque
 from datetime import datetime
@@ -75,9 +76,29 @@ def read(path: str | os.PathLike, last: int | None = None) -> tuple[list[dict[st
 def _parse(raw: bytes) -> dict[str, Any] | None:
     try:
         entry = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):   # not JSON, or nested thousands deep
         return None
-    return entry if isinstance(entry, dict) and "run_id" in entry else None
+    return entry if _well_formed(entry) else None
+
+
+def _well_formed(entry: Any) -> bool:
+    """What `history` and `status` rely on: a run id, a finite duration, the steps as a list of mappings.
+
+    Anything else (a hand edit, another tool's line) is a damaged line, reported and skipped.
+    """
+    if not isinstance(entry, dict) or "run_id" not in entry:
+        return False
+    seconds, steps = entry.get("duration"), entry.get("steps")
+    if seconds is not None and not _finite_number(seconds):
+        return False
+    return steps is None or isinstance(steps, list) and all(isinstance(step, dict) for step in steps)
+
+
+def _finite_number(value: Any) -> bool:
+    try:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    except OverflowError:   # an int too large for a float
+        return False
 
 
 def entry(run_id: str, trigger: str, started: datetime, ended: datetime, status: str, result: Any,

@@ -503,3 +503,14 @@ def test_the_tracker_keeps_next_fire_running_step_and_last_run_in_the_pidfile(tm
     assert last["result"] == "failed" and last["failed_step"] == "train"
     assert last["due"] == running["running"]["due"]
     assert pidfile.read(path)["runs"] == 1 and ready == [1]
+
+
+def test_status_and_stop_describe_a_ledger_they_cannot_read_instead_of_failing(tmp_path):
+    # `stop` describes the daemon before it signals it: a bad ledger must not keep a daemon running.
+    directory = tmp_path / "a-directory"
+    directory.mkdir()
+    lines = control.ledger_lines({"ledger": str(directory)})
+    assert len(lines) == 1 and lines[0].startswith(f"  ledger:    {directory} (cannot read it: ")
+    damaged = tmp_path / "runs.jsonl"
+    damaged.write_text('{"run_id": "x", "duration": "abc"}\n')
+    assert control.ledger_lines({"ledger": str(damaged)}) == [f"  ledger:    {damaged} (no runs yet)"]

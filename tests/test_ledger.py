@@ -87,6 +87,18 @@ def test_damaged_lines_are_counted_and_skipped_and_empty_lines_are_ignored(tmp_p
     assert damaged == 3  # the garbage line, the JSON that is no run, the half line; not the empty line
 
 
+@pytest.mark.parametrize("line", [
+    '{"run_id": "x", "duration": "abc"}', '{"run_id": "x", "duration": true}', '{"run_id": "x", "duration": 1e999}',
+    '{"run_id": "x", "duration": 1' + "0" * 400 + "}", '{"run_id": "x", "steps": "oops"}',
+    '{"run_id": "x", "steps": [1]}', "[" * 100000 + "]" * 100000])
+def test_a_line_whose_fields_history_and_status_cannot_use_is_a_damaged_line(tmp_path, line):
+    # A hand edit or another tool's line: counted and skipped like garbage, never a crash later.
+    path = tmp_path / "runs.jsonl"
+    path.write_text(f"{json.dumps(fake_entry(0))}\n{line}\n")
+    entries, damaged = ledger.read(path)
+    assert ([e["run_id"] for e in entries], damaged) == (["run-0"], 1)
+
+
 def test_an_entry_appended_after_a_half_line_starts_on_a_fresh_line(tmp_path):
     path = tmp_path / "runs.jsonl"
     half = json.dumps(fake_entry(0))[:30]
@@ -389,3 +401,13 @@ def test_history_warns_about_a_damaged_ledger_and_still_lists_the_good_runs(run_
     assert warning and int(warning.group(1)) == count, result.stderr
     assert str(path) in warning.group(0)
     assert [line.split()[-1] for line in result.stdout.splitlines()[1:]] == ["run-0", "run-1"]
+
+
+def test_history_shows_odd_but_usable_fields_as_they_are(run_lynx, tmp_path):
+    path = tmp_path / "runs.jsonl"
+    path.write_text(json.dumps({"run_id": "odd", "start": 5, "trigger": "0001-01-01T00:00:00+14:00",
+                                "steps": [{"name": "a", "ok": False, "reason": "r"}]}) + "\n")
+    result = run_lynx("history", "--ledger", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1].split() == ["5", "0.0", "s", "0001-01-01T00:00:00+14:00", "None", "0/1",
+                                                     "ok;", "a:", "r", "odd"]
