@@ -14,8 +14,12 @@ def ask(step_name: str, reason: str, read_line: Callable[[], str] | None = None,
         out: TextIO | None = None) -> str:
     """Return 'step', 'pipeline' or 'abort'; end of input (Ctrl+D) means abort, and so does a
     terminal that is gone (a closed pipe, a hang-up): nobody is there to answer."""
+    out = out or sys.stderr
+    read_line = read_line or (sys.stdin.readline if sys.stdin else None)
+    if out is None or read_line is None:   # started with stderr or stdin closed (`2>&-`): Python has None
+        return "abort"
     try:
-        return _ask(step_name, reason, read_line or sys.stdin.readline, out or sys.stderr)
+        return _ask(step_name, reason, read_line, out)
     except OSError:
         return "abort"
 

@@ -6,10 +6,12 @@ import json
 import re
 import shlex
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import ends, lynx_env
 
 # Records which step ran (in `ran`) and the LYNX_* variables it saw (in env-NAME.json); exits 3 while a
@@ -388,3 +390,26 @@ def test_the_resume_command_keeps_the_log_files_rotation(tmp_path):
                            pid_file="p.json")
     words = options.resume_prefix(Config(path=tmp_path / "c.yaml", steps=()))
     assert words[words.index("-ls") + 1] == "5000" and words[words.index("-lbc") + 1] == "7"
+
+
+@pytest.mark.parametrize("closed", ["2>&-", "<&-"])
+def test_a_run_started_with_stderr_or_stdin_closed_aborts_at_the_dialog_and_records_the_run(
+        write_config, tmp_path, started, closed):
+    mark = tmp_path / "hook-ran"
+    cfg = write_config(f"""
+        hooks:
+          on_failure: {{command: [{{py}}, -c, "open({str(mark)!r}, 'w')"]}}
+        steps:
+          - command: [{{py}}, -c, "raise SystemExit(4)"]
+            name: train
+        """)
+    ledger = tmp_path / "runs.jsonl"
+    proc = subprocess.Popen(["/bin/sh", "-c", f'exec {closed} "$@"', "sh", sys.executable, "-m", "lynx", "start",
+                             "-cf", str(cfg), "-lf", str(tmp_path / "l.log"), "--ledger", str(ledger)],
+                            cwd=tmp_path, env=lynx_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    started.add(proc.pid)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert json.loads(ledger.read_text())["result"] == "failed"
+    assert mark.exists()
