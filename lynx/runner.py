@@ -175,8 +175,8 @@ def run_step(step: Step, index: int, total: int, output: StepOutput,
         if result.returncode == 0 and not result.reason:
             break
         if attempt <= step.retries:
-            log.warning("step '%s' failed (%s); retrying in %g s", step.name, result.reason,
-                        step.retry_delay)
+            log.warning("step '%s' failed (%s); retrying in %g s", step.name,
+                        result.reason or describe(result.returncode), step.retry_delay)
             time.sleep(step.retry_delay)
     result.duration = time.monotonic() - started
     result.reason = result.reason or describe(result.returncode)

@@ -127,12 +127,14 @@ def test_a_steps_variables_do_not_stay_in_lynx_environment(monkeypatch):
     assert after.stdout.split() == ["lynx's", "own", "None", "None"]   # what a process Lynx starts inherits
 
 
-def test_retries_run_a_failing_step_again_until_it_succeeds(tmp_path):
+def test_retries_run_a_failing_step_again_until_it_succeeds_and_say_why_each_time(tmp_path, caplog):
     counter = tmp_path / "n"
     code = (f"import pathlib,sys; p=pathlib.Path({str(counter)!r}); n=int(p.read_text()) if p.exists() else 0;"
-            "p.write_text(str(n+1)); sys.exit(0 if n >= 2 else 1)")
-    result = run_pipeline([py_step("flaky", code, retries=2)], Sink())
+            "p.write_text(str(n+1)); sys.exit(0 if n >= 2 else 4)")
+    with caplog.at_level(logging.WARNING, logger="lynx"):
+        result = run_pipeline([py_step("flaky", code, retries=2)], Sink())
     assert result.ok and result.steps[0].attempts == 3
+    assert [r.getMessage() for r in caplog.records] == ["step 'flaky' failed (exit status 4); retrying in 0 s"] * 2
 
 
 def test_a_timed_out_step_and_its_grandchild_are_ended(tmp_path):
