@@ -117,7 +117,9 @@ def resume_command(settings: RunSettings, failed: str) -> str:
     """The exact command that runs the failed step and the ones after it (of those selected)."""
     names = [step.name for step in settings.steps]
     rest = names[names.index(failed):]
-    selection = ("--only", ",".join(rest)) if settings.only else ("--from", failed)
+    option, value = ("--only", ",".join(rest)) if settings.only else ("--from", failed)
+    # A name may start with '-' (`name: -x`); as a word of its own it would read as an option.
+    selection = [f"{option}={value}"] if value.startswith("-") else [option, value]
     return shlex.join([*settings.resume_prefix, *selection])
 
 

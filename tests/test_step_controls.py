@@ -413,3 +413,16 @@ def test_a_run_started_with_stderr_or_stdin_closed_aborts_at_the_dialog_and_reco
     assert proc.returncode == 1
     assert json.loads(ledger.read_text())["result"] == "failed"
     assert mark.exists()
+
+
+@pytest.mark.parametrize("only, failed, expected", [
+    (False, "train", ["--from", "train"]), (False, "-x", ["--from=-x"]),
+    (True, "train", ["--only", "train,last"]), (True, "-x", ["--only=-x,last"])])
+def test_the_resume_command_keeps_a_name_starting_with_a_dash_a_value(only, failed, expected):
+    from lynx.config import Config, Step
+    from lynx.runs import RunSettings, resume_command
+
+    steps = tuple(Step(name=name, argv=("/bin/true",), line=1) for name in (failed, "last"))
+    settings = RunSettings(Config(path="/c.yaml", steps=steps), steps, "/l.jsonl", None,
+                           ("lynx", "start", "-cf", "/c.yaml"), only=only)
+    assert shlex.split(resume_command(settings, failed)) == ["lynx", "start", "-cf", "/c.yaml", *expected]
