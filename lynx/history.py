@@ -22,7 +22,7 @@ def history(args: dict[str, object]) -> int:
     """Print the last -n runs, oldest first; damaged ledger lines are reported and skipped."""
     from lynx.options import whole_number
 
-    count = whole_number(args["-n"], "-n")
+    count = whole_number(args["-n"], "-n", minimum=1)   # -n 0 would say "no runs recorded" of a full ledger
     path = ledger_path(args)
     try:
         entries, damaged = ledger.read(path, count)

@@ -99,7 +99,8 @@ def test_docopt_internals_do_not_leak(run_lynx, pipeline, tmp_path, args, messag
     (["check", "--next", "-1"], "--next: '-1' is not a whole number >= 0"),
     (["stop", "--timeout", "-1"], "--timeout: '-1' is not a number of seconds >= 0"),
     (["stop", "--timeout", "-.5"], "--timeout: '-.5' is not a number of seconds >= 0"),
-    (["history", "-n", "-5"], "-n: '-5' is not a whole number >= 0"),
+    (["history", "-n", "-5"], "-n: '-5' is not a whole number >= 1"),
+    (["history", "-n", "0"], "-n: '0' is not a whole number >= 1"),
 ])
 def test_a_negative_number_is_read_as_the_value_it_is(run_lynx, args, message):
     # Before: "`lynx start` has no option -5".
