@@ -107,10 +107,17 @@ def _finish(settings: RunSettings, env: dict[str, str], started: datetime, resul
     _hook(settings.config.hooks.get("on_failure"), {
         **env, "LYNX_RESULT": result.status, "LYNX_FAILED_STEP": failed.name,
         "LYNX_FAILED_REASON": failed.reason,
-        "LYNX_EXIT_STATUS": str(failed.returncode if failed.returncode is not None else ""),
+        **_exit_fields(failed.returncode),
         "LYNX_LOG_FILE": settings.log_file or ""}, output_for, rerun_from=result.failed and failed.name)
     if result.failed:
         log.info("to resume from the failed step: %s", resume_command(settings, failed.name))
+
+
+def _exit_fields(returncode: int | None) -> dict[str, str]:
+    """As the ledger has them: the exit status, or the signal that ended the step (Popen's -N)."""
+    signalled = returncode is not None and returncode < 0
+    return {"LYNX_EXIT_STATUS": "" if returncode is None or signalled else str(returncode),
+            "LYNX_SIGNAL": str(-returncode) if signalled else ""}
 
 
 def resume_command(settings: RunSettings, failed: str) -> str:

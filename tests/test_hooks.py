@@ -94,7 +94,7 @@ def test_on_failure_is_told_the_result_the_failed_step_its_reason_status_and_log
     assert env.items() >= {
         "LYNX_RUN_ID": last_run(cfg)["run_id"], "LYNX_CONFIG": str(cfg), "LYNX_TRIGGER": "manual",
         "LYNX_HOOK": "on_failure", "LYNX_RESULT": "failed", "LYNX_FAILED_STEP": "b",
-        "LYNX_FAILED_REASON": "exit status 3", "LYNX_EXIT_STATUS": "3",
+        "LYNX_FAILED_REASON": "exit status 3", "LYNX_EXIT_STATUS": "3", "LYNX_SIGNAL": "",
         "LYNX_LOG_FILE": str(tmp_path / "logs" / "run.log")}.items()
     assert not (tmp_path / "hook-on_success.json").exists()
     assert last_run(cfg)["result"] == "failed"
@@ -192,3 +192,22 @@ def test_an_unknown_hook_event_is_a_config_error_and_nothing_runs(run_lynx, writ
     assert result.returncode == 2
     assert "hooks.on_fail: unknown key; did you mean 'on_failure'?" in result.stderr
     assert events(tmp_path) == []
+
+
+def test_on_failure_is_told_the_signal_that_ended_a_step_as_the_ledger_records_it(run_lynx, write_config,
+                                                                                   write_script, tmp_path):
+    hook = write_script("hook.py", HOOK)
+    cfg = write_config(f"""
+        steps:
+          - command: ["{{py}}", "-c", "import time; time.sleep(60)"]
+            name: slow
+            timeout: 0.5
+        hooks:
+          on_failure: ["{{py}}", "{hook}"]
+        """)
+    result = run_lynx("start", "-cf", str(cfg), "-ni")
+    assert result.returncode == 1
+    env = hook_env(tmp_path, "on_failure")
+    assert (env["LYNX_EXIT_STATUS"], env["LYNX_SIGNAL"]) == ("", "15")
+    step = last_run(cfg)["steps"][0]
+    assert (step["exit_status"], step["signal"]) == (None, 15)
