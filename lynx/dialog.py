@@ -7,7 +7,7 @@ from typing import Callable, TextIO
 
 CHOICES = {"s": "step", "step": "step", "r": "step", "p": "pipeline", "pipeline": "pipeline",
            "a": "abort", "abort": "abort", "q": "abort"}
-QUESTION = "Rerun the [s]tep, rerun the whole [p]ipeline, or [a]bort? "
+QUESTION = "Rerun the [s]tep, rerun the [p]ipeline from this run's first step, or [a]bort? "
 
 
 def ask(step_name: str, reason: str, read_line: Callable[[], str] | None = None,
