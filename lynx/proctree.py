@@ -1,5 +1,5 @@
-"""Ending process trees with psutil: a background Lynx's (the daemon, its steps, their children)
-and what a finished step left running in its process group.
+"""Ending process trees with psutil: a background Lynx's (the daemon, its steps, their children),
+a step Lynx ends (with what left its group), and what a finished step left running in its group.
 
 Steps run in their own process groups and may leave children behind, so the tree is collected
 before anything is signalled and every group it used is swept afterwards.
@@ -78,6 +78,24 @@ def group_members(groups: set[int], known: list[psutil.Process]) -> list[psutil.
             except psutil.Error:
                 pass
     return found
+
+
+def outside_group(pid: int) -> list[psutil.Process]:
+    """Descendants of the process-group leader `pid` that moved to a group (or session) of their own."""
+    try:
+        tree = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    return [p for p in tree if p.pid != os.getpid() and pgid(p.pid) not in (pid, None)]
+
+
+def terminate_each(procs: list[psutil.Process]) -> None:
+    """SIGTERM each process (psutil refuses if its pid was reused since it was looked up)."""
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
 
 
 def kill(procs: list[psutil.Process]) -> None:

@@ -293,20 +293,31 @@ def environment(step: Step, lynx_env: Mapping[str, str]) -> dict[str, str]:
 
 
 def terminate_group(proc: subprocess.Popen, grace: float = GRACE_SECONDS) -> None:
-    """End the step's whole process group: SIGTERM, a grace period, then SIGKILL."""
+    """End a step Lynx stops (timeout, Ctrl+C, SIGTERM): its process group and any descendant that
+    left the group (coreutils `timeout`, `set -m` scripts); SIGTERM, a grace period, then SIGKILL."""
     if not POSIX:
         proc.kill()
         proc.wait()
         return
-    signal_group(proc.pid, signal.SIGTERM)
+    strays: list = []
     try:
+        from lynx import proctree  # psutil: only when a step is being ended
+
+        # Looked up before signalling: once the step is gone they are orphans no tree leads to.
+        strays = proctree.outside_group(proc.pid)
+        signal_group(proc.pid, signal.SIGTERM)
+        proctree.terminate_each(strays)
+        deadline = time.monotonic() + grace
         proc.wait(timeout=grace)
+        proctree.wait_gone(strays, max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         pass
     finally:
         # Grandchildren stay in the group after the leader exits, and a second Ctrl+C during the
         # grace period must not skip this: make sure none is left.
         signal_group(proc.pid, signal.SIGKILL)
+        if strays:
+            proctree.kill(strays)
         proc.wait()
 
 

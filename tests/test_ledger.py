@@ -203,10 +203,18 @@ SLEEPY = {
         open("step.pid", "w").write(str(os.getpid()))
         time.sleep(60)
         """,
+    "leaving": """
+        import os, subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], preexec_fn=os.setpgrp)
+        open("stray.pid", "w").write(str(child.pid))   # a child in a group of its own, like coreutils timeout's
+        open("step.pid", "w").write(str(os.getpid()))
+        time.sleep(60)
+        """,
 }
 
 
-@pytest.mark.parametrize("step", ["printing", "silent"], ids=["step-with-output", "step-output-redirected"])
+@pytest.mark.parametrize("step", ["printing", "silent", "leaving"],
+                         ids=["step-with-output", "step-output-redirected", "step-with-a-child-outside-its-group"])
 @pytest.mark.parametrize("sig, status, recorded", [(signal.SIGINT, 130, "interrupted"),
                                                    (signal.SIGTERM, 0, "stopped")], ids=["ctrl-c", "sigterm"])
 def test_a_run_ended_from_outside_is_recorded_and_its_step_is_ended(write_config, write_script, tmp_path,
@@ -221,8 +229,11 @@ def test_a_run_ended_from_outside_is_recorded_and_its_step_is_ended(write_config
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=20)
     step_ended = ends(int(pidfile.read_text()), started, timeout=3)
+    stray = tmp_path / "stray.pid"
+    stray_ended = not stray.exists() or ends(int(stray.read_text()), started, timeout=3)
     assert proc.returncode == status, err
     assert step_ended, "the step was left running"
+    assert stray_ended, "the step's child outside its process group was left running"
     [entry] = lines(default_ledger(cfg))
     assert entry["result"] == recorded
     assert entry["steps"][0]["name"] == "quick" and entry["steps"][0]["ok"] is True

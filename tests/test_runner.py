@@ -149,6 +149,26 @@ def test_a_timed_out_step_and_its_grandchild_are_ended(tmp_path):
     assert wait_for(lambda: gone(grandchild), timeout=5)
 
 
+def _leaves_its_group(pidfile: Path, how: str) -> str:
+    """A step whose child moves to a process group (or session) of its own, like coreutils `timeout`."""
+    return ("import os,subprocess,sys,time,pathlib;"
+            f"c=subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)'], {how});"
+            f"pathlib.Path({str(pidfile)!r}).write_text(str(c.pid)); time.sleep(60)")
+
+
+@pytest.mark.parametrize("how", ["preexec_fn=os.setpgrp", "start_new_session=True"])
+def test_a_timed_out_step_takes_the_children_that_left_its_group_with_it(tmp_path, how):
+    pidfile = tmp_path / "stray.pid"
+    result = run_pipeline([py_step("hang", _leaves_its_group(pidfile, how), timeout=1.5)], Sink())
+    stray = int(pidfile.read_text())
+    try:
+        assert result.steps[0].reason == "timed out after 1.5 s"
+        assert wait_for(lambda: gone(stray), timeout=5)
+    finally:
+        if not gone(stray):
+            os.kill(stray, signal.SIGKILL)
+
+
 def test_a_step_that_cannot_start_is_a_failed_step_not_a_crash(tmp_path):
     step = Step(name="gone", argv=(str(tmp_path / "missing"),), line=1)
     result = run_pipeline([step], Sink())
