@@ -115,7 +115,9 @@ class StepInterrupted(Interrupted):
 
     def __init__(self, step: Step, index: int, total: int, result: RunResult) -> None:
         super().__init__(f"during step '{step.name}' ({index + 1}/{total})", result, "the step", step.name,
-                         which=None)   # "the interrupted step", "the stopped step"
+                         which=None,   # "the interrupted step", "the stopped step"
+                         # a continue_on_failure step that failed before it (the last result is this step's)
+                         run_failed=not all(earlier.ok for earlier in result.steps[:-1]))
         self.step, self.index, self.total = step, index, total
 
 

@@ -422,3 +422,19 @@ def test_history_shows_odd_but_usable_fields_as_they_are(run_lynx, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[1].split() == ["5", "0.0", "s", "0001-01-01T00:00:00+14:00", "None", "0/1",
                                                      "ok;", "a:", "r", "odd"]
+
+
+def test_a_stop_after_a_tolerated_failure_exits_1_like_any_stop_after_a_failure(write_config, write_script,
+                                                                                tmp_path, started, popen_lynx):
+    write_script("tolerated.py", "raise SystemExit(3)\n")
+    write_script("sleepy.py", SLEEPY["printing"])
+    cfg = write_config("steps:\n  - script: tolerated.py\n    continue_on_failure: true\n  - script: sleepy.py\n")
+    proc = popen_lynx("start", "-cf", str(cfg), "-ni")
+    pidfile = tmp_path / "step.pid"
+    wait_for(lambda: pidfile.exists() and pidfile.read_text(), timeout=20)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert ends(int(pidfile.read_text()), started, timeout=3)
+    assert proc.returncode == 1, err
+    [entry] = lines(default_ledger(cfg))
+    assert entry["result"] == "stopped"
