@@ -134,6 +134,7 @@ def run_pipeline(steps: Sequence[Step], output_for: OutputFactory,
     """
     result = RunResult()
     index = 0
+    earlier_attempts = 0   # of a step rerun from the dialog: the record counts every attempt
     while index < len(steps):
         step = steps[index]
         step_started = time.monotonic()
@@ -142,8 +143,10 @@ def run_pipeline(steps: Sequence[Step], output_for: OutputFactory,
         except (KeyboardInterrupt, StopRequested) as exc:
             # The step that was running belongs in the record too, marked as ended from outside.
             result.steps.append(StepResult(step.name, index, duration=time.monotonic() - step_started,
-                                           attempts=1, reason=stop_reason(exc)))
+                                           attempts=earlier_attempts + 1, reason=stop_reason(exc)))
             raise StepInterrupted(step, index, len(steps), result) from exc
+        outcome.attempts += earlier_attempts
+        earlier_attempts = 0
         result.steps.append(outcome)
         if outcome.ok or step.continue_on_failure:
             outcome.tolerated = not outcome.ok
@@ -158,8 +161,8 @@ def run_pipeline(steps: Sequence[Step], output_for: OutputFactory,
             break
         if choice == "pipeline":
             result, index = RunResult(), 0
-        else:  # "step": the rerun's result replaces the failed one
-            result.steps.pop()
+        else:  # "step": the rerun's result replaces the failed one, its attempts added
+            earlier_attempts = result.steps.pop().attempts
     return result
 
 

@@ -64,6 +64,7 @@ def test_rerunning_the_failed_step_continues_the_pipeline(tmp_path):
                           on_failure=lambda failed: answers.append(failed.name) or "step")
     assert answers == ["flaky"]
     assert result.ok and [s.name for s in result.steps] == ["flaky", "after"]
+    assert [s.attempts for s in result.steps] == [2, 1]   # the failed attempt is counted, not forgotten
 
 
 def test_rerunning_the_pipeline_starts_again_from_the_first_step(tmp_path):
