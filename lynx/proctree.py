@@ -1,5 +1,5 @@
 """Ending process trees with psutil: a background Lynx's (the daemon, its steps, their children),
-a step Lynx ends (with what left its group), and what a finished step left running in its group.
+a step Lynx stops (with what left its group), and what a finished step left running in its group.
 
 Steps run in their own process groups and may leave children behind, so the tree is collected
 before anything is signalled and every group it used is swept afterwards.
@@ -80,13 +80,16 @@ def group_members(groups: set[int], known: list[psutil.Process]) -> list[psutil.
     return found
 
 
-def outside_group(pid: int) -> list[psutil.Process]:
-    """Descendants of the process-group leader `pid` that moved to a group (or session) of their own."""
+def outside_group(pid: int) -> tuple[list[psutil.Process], set[int]]:
+    """Descendants of the process-group leader `pid` that moved to a group (or session) of their own,
+    and those groups (never Lynx's own: sweeping it would end Lynx and what it runs beside)."""
     try:
         tree = psutil.Process(pid).children(recursive=True)
     except psutil.Error:
-        return []
-    return [p for p in tree if p.pid != os.getpid() and pgid(p.pid) not in (pid, None)]
+        return [], set()
+    groups = {p.pid: pgid(p.pid) for p in tree}
+    strays = [p for p in tree if groups[p.pid] not in (pid, None)]
+    return strays, {groups[p.pid] for p in strays} - {pgid(0)}
 
 
 def terminate_each(procs: list[psutil.Process]) -> None:
@@ -139,7 +142,7 @@ def end_group(pgid: int, grace: float) -> list[str]:
             names.append(f"{proc.name()} (pid {proc.pid})")
         except psutil.Error:
             names.append(f"pid {proc.pid}")
-    from lynx.runner import signal_group
+    from lynx.ending import signal_group
 
     signal_group(pgid, signal.SIGTERM)
     if not wait_gone(members, grace):

@@ -1,7 +1,7 @@
 """Run a pipeline's steps in order, each in its own process group, streaming its output.
 
 A failed step is a result, not an exception. What stops a run from outside (Ctrl+C, a stop
-request) is an exception: the step's whole process group is ended before it propagates.
+request) is an exception: the running step is ended (ending.end_step) before it propagates.
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ from types import MappingProxyType
 from typing import Callable
 
 from lynx.config import Step
+from lynx.ending import POSIX, end_leftovers, end_step
 from lynx.errors import StopRequested
 from lynx.output import StepOutput
 from lynx.streaming import LEFTOVERS, TIMED_OUT, stream
-
-GRACE_SECONDS = 5.0
-POSIX = os.name == "posix"
 
 log = logging.getLogger("lynx")
 
@@ -111,13 +109,12 @@ def stop_reason(exc: BaseException | None) -> str:
 
 
 class StepInterrupted(Interrupted):
-    """The run was stopped while a step ran (the step's process group was ended)."""
+    """The run was stopped while a step ran (the step was ended)."""
 
-    def __init__(self, step: Step, index: int, total: int, result: RunResult) -> None:
+    def __init__(self, step: Step, index: int, total: int, result: RunResult, run_failed: bool) -> None:
         super().__init__(f"during step '{step.name}' ({index + 1}/{total})", result, "the step", step.name,
                          which=None,   # "the interrupted step", "the stopped step"
-                         # a continue_on_failure step that failed before it (the last result is this step's)
-                         run_failed=not all(earlier.ok for earlier in result.steps[:-1]))
+                         run_failed=run_failed)
         self.step, self.index, self.total = step, index, total
 
 
@@ -138,13 +135,18 @@ def run_pipeline(steps: Sequence[Step], output_for: OutputFactory,
     while index < len(steps):
         step = steps[index]
         step_started = time.monotonic()
+        outcome = StepResult(step.name, index)
         try:
-            outcome = run_step(step, index, len(steps), output_for(step), run_env or {})
+            run_step(step, index, len(steps), output_for(step), run_env or {}, outcome)
         except (KeyboardInterrupt, StopRequested) as exc:
             # The step that was running belongs in the record too, marked as ended from outside.
-            result.steps.append(StepResult(step.name, index, duration=time.monotonic() - step_started,
-                                           attempts=earlier_attempts + 1, reason=stop_reason(exc)))
-            raise StepInterrupted(step, index, len(steps), result) from exc
+            outcome.attempts = max(outcome.attempts, 1) + earlier_attempts
+            outcome.duration, outcome.returncode = time.monotonic() - step_started, None
+            outcome.reason = stop_reason(exc)
+            # A failure before it counts (a continue_on_failure step, or this one before its rerun).
+            run_failed = earlier_attempts > 0 or not all(earlier.ok for earlier in result.steps)
+            result.steps.append(outcome)
+            raise StepInterrupted(step, index, len(steps), result, run_failed) from exc
         outcome.attempts += earlier_attempts
         earlier_attempts = 0
         result.steps.append(outcome)
@@ -167,9 +169,12 @@ def run_pipeline(steps: Sequence[Step], output_for: OutputFactory,
 
 
 def run_step(step: Step, index: int, total: int, output: StepOutput,
-             run_env: Mapping[str, str] = MappingProxyType({})) -> StepResult:
-    """Run one step with its retries; log its start, its end and its duration."""
-    result = StepResult(step.name, index)
+             run_env: Mapping[str, str] = MappingProxyType({}), result: StepResult | None = None) -> StepResult:
+    """Run one step with its retries; log its start, its end and its duration.
+
+    Fills in `result` if given: if the run is stopped meanwhile, it holds the attempts started.
+    """
+    result = StepResult(step.name, index) if result is None else result
     env = {**run_env, "LYNX_STEP": step.name, "LYNX_STEP_INDEX": str(index + 1)}
     started = time.monotonic()
     for attempt in range(1, step.retries + 2):
@@ -220,37 +225,14 @@ def run_process(step: Step, output: StepOutput, env: Mapping[str, str]) -> tuple
                         "Lynx stops reading it, and its next write may kill it (SIGPIPE); give such a process "
                         "its own output, e.g. `> serve.log 2>&1`", step.name)
     except BaseException:
-        terminate_group(proc)
+        end_step(proc)
         raise
     finally:
         output.close()
     if timed_out:
-        terminate_group(proc)
+        end_step(proc)
         return proc.wait(), f"timed out after {step.timeout:g} s"
     return proc.wait(), ""
-
-
-def end_leftovers(name: str, pgid: int, holding_output: bool = False) -> bool:
-    """End what a finished step left running in its process group (`cmd &`, a worker never joined);
-    True if there was any.
-
-    On a schedule such processes would pile up run after run. A process meant to outlive its step
-    leaves the group (setsid). Checking costs one system call when nothing is left, the usual case.
-    """
-    if not POSIX:
-        return False
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    from lynx.proctree import end_group  # psutil: only when something is left
-
-    left = end_group(pgid, GRACE_SECONDS)
-    if left:
-        shown = ", ".join(left[:10]) + (f" and {len(left) - 10} more" if len(left) > 10 else "")
-        log.warning("step '%s' left %s running%s; ended %s", name, shown,
-                    " (holding its output open)" if holding_output else "", "it" if len(left) == 1 else "them")
-    return bool(left)
 
 
 def _wait(proc: subprocess.Popen, deadline: float | None) -> bool:
@@ -265,26 +247,40 @@ def _wait(proc: subprocess.Popen, deadline: float | None) -> bool:
 def start(step: Step, lynx_env: Mapping[str, str]) -> subprocess.Popen:
     """Start a step in its own process group, output to one pipe, no shell, no stdin.
 
-    Its environment is Lynx's plus `step_changes`. Those are put into Lynx's own environment just
-    around Popen, which then passes it on as it is (env=None): given a whole dict, Popen re-encodes
-    every variable, ~15 us of a step's ~200 us overhead.
+    Its environment is Lynx's plus `step_changes`. On POSIX those are put into Lynx's own
+    environment just around Popen, which then passes it on as it is (env=None): given a whole dict,
+    Popen re-encodes every variable, ~15 us of a step's ~200 us overhead. (Windows' putenv would
+    drop a variable set to "", so there the dict it is.)
     """
-    group = {"start_new_session": True} if POSIX else {
-        "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
-    changes = step_changes(step, lynx_env)
-    try:
-        for key, value in changes.items():
-            os.putenv(key, value)
+    if not POSIX:
         return subprocess.Popen(list(step.argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, cwd=step.cwd, bufsize=0, **group)
-    finally:
-        # os.environ itself was left alone: it still holds what Lynx's environment was before.
-        for key in changes:
-            value = os.environ.get(key)
-            if value is None:
-                os.unsetenv(key)
-            else:
+                                stderr=subprocess.STDOUT, cwd=step.cwd, env=environment(step, lynx_env),
+                                bufsize=0, creationflags=subprocess.CREATE_NEW_PROCESS_GROUP)  # type: ignore[attr-defined]
+    changes = step_changes(step, lynx_env)
+    proc = None
+    try:
+        try:
+            for key, value in changes.items():
                 os.putenv(key, value)
+            proc = subprocess.Popen(list(step.argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, cwd=step.cwd, bufsize=0, start_new_session=True)
+        finally:
+            _restore(changes)
+        return proc
+    except BaseException:
+        if proc is not None:   # stopped between its start and our return: nobody else could end it
+            end_step(proc)
+        raise
+
+
+def _restore(changes: Mapping[str, str]) -> None:
+    """Put Lynx's environment back as os.environ (left alone by start) still has it."""
+    for key in changes:
+        value = os.environ.get(key)
+        if value is None:
+            os.unsetenv(key)
+        else:
+            os.putenv(key, value)
 
 
 def step_changes(step: Step, lynx_env: Mapping[str, str]) -> dict[str, str]:
@@ -295,43 +291,6 @@ def step_changes(step: Step, lynx_env: Mapping[str, str]) -> dict[str, str]:
 def environment(step: Step, lynx_env: Mapping[str, str]) -> dict[str, str]:
     """A step's whole environment (for a Slurm job): Lynx's own plus `step_changes`."""
     return {**os.environ, **step_changes(step, lynx_env)}
-
-
-def terminate_group(proc: subprocess.Popen, grace: float = GRACE_SECONDS) -> None:
-    """End a step Lynx stops (timeout, Ctrl+C, SIGTERM): its process group and any descendant that
-    left the group (coreutils `timeout`, `set -m` scripts); SIGTERM, a grace period, then SIGKILL."""
-    if not POSIX:
-        proc.kill()
-        proc.wait()
-        return
-    strays: list = []
-    try:
-        from lynx import proctree  # psutil: only when a step is being ended
-
-        # Looked up before signalling: once the step is gone they are orphans no tree leads to.
-        strays = proctree.outside_group(proc.pid)
-        signal_group(proc.pid, signal.SIGTERM)
-        proctree.terminate_each(strays)
-        deadline = time.monotonic() + grace
-        proc.wait(timeout=grace)
-        proctree.wait_gone(strays, max(0.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        pass
-    finally:
-        # Grandchildren stay in the group after the leader exits, and a second Ctrl+C during the
-        # grace period must not skip this: make sure none is left.
-        signal_group(proc.pid, signal.SIGKILL)
-        if strays:
-            proctree.kill(strays)
-        proc.wait()
-
-
-def signal_group(pgid: int, sig: int) -> None:
-    """Signal a whole process group; one that is gone already is no error."""
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def describe(returncode: int | None) -> str:

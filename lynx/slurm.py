@@ -7,20 +7,19 @@ itself, and never kills a half-done `sbatch` or `scancel`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import shlex
-import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
 from lynx.config import SLURM_OPTIONS, Step
 from lynx.output import CHUNK, StepOutput
+from lynx.sigmask import held
 
 log = logging.getLogger("lynx")
 
@@ -82,7 +81,7 @@ def run_job(step: Step, output: StepOutput, env: Mapping[str, str], directory: P
     job = None
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        with _signals_held():  # a stop arriving mid-submit waits until the job id is known
+        with held():  # a stop arriving mid-submit waits until the job id is known (sbatch is brief)
             job = submit(argv, env)
         path = Path(argv[3].split("=", 1)[1].replace("%j", job))
         log.info("step '%s': submitted Slurm job %s (output %s)", step.name, job, path)
@@ -112,16 +111,6 @@ def outcome(final: JobState, job: str) -> tuple[int | None, str]:
     if final.state in ("COMPLETED", "FAILED"):
         return (-final.signal if final.signal else final.exit_code), ""
     return None, f"Slurm job {job} {final.state}: {WHY.get(final.state, final.state.lower())}"
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM while inside; they are delivered (and raise) on the way out."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def submit(argv: list[str], env: Mapping[str, str]) -> str:

@@ -438,3 +438,19 @@ def test_a_stop_after_a_tolerated_failure_exits_1_like_any_stop_after_a_failure(
     assert proc.returncode == 1, err
     [entry] = lines(default_ledger(cfg))
     assert entry["result"] == "stopped"
+
+
+def test_a_double_ctrl_c_still_ends_the_step_and_the_children_that_left_its_group(write_config, write_script,
+                                                                                  tmp_path, started, popen_lynx):
+    write_script("sleepy.py", SLEEPY["leaving"])
+    cfg = write_config("steps:\n  - script: sleepy.py\n")
+    proc = popen_lynx("start", "-cf", str(cfg), "-ni")
+    pidfile = tmp_path / "step.pid"
+    wait_for(lambda: pidfile.exists() and pidfile.read_text(), timeout=20)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)   # at once: while Lynx looks for the step's children, or after
+    _, err = proc.communicate(timeout=20)
+    stray = int((tmp_path / "stray.pid").read_text())
+    assert ends(int(pidfile.read_text()), started, timeout=3)
+    assert ends(stray, started, timeout=3), "the child outside the step's group was left running"
+    assert proc.returncode == 130, err

@@ -16,7 +16,7 @@ from conftest import gone, wait_for
 
 from lynx.config import Step
 from lynx.output import StepOutput
-from lynx.runner import describe, run_pipeline, summary
+from lynx.runner import StepInterrupted, describe, run_pipeline, summary
 
 
 def py_step(name: str, code: str, **kw) -> Step:
@@ -65,6 +65,28 @@ def test_rerunning_the_failed_step_continues_the_pipeline(tmp_path):
     assert answers == ["flaky"]
     assert result.ok and [s.name for s in result.steps] == ["flaky", "after"]
     assert [s.attempts for s in result.steps] == [2, 1]   # the failed attempt is counted, not forgotten
+
+
+def test_a_step_stopped_during_its_retries_is_recorded_with_the_attempts_it_started(tmp_path):
+    counter = tmp_path / "n"
+    # Fails twice, then (third attempt) asks to be stopped, as Ctrl+C would: SIGINT to Lynx.
+    code = (f"import os,pathlib,signal,sys,time; p=pathlib.Path({str(counter)!r}); n=int(p.read_text()) "
+            "if p.exists() else 0; p.write_text(str(n+1));"
+            "n < 2 and sys.exit(1); os.kill(os.getppid(), signal.SIGINT); time.sleep(60)")
+    with pytest.raises(StepInterrupted) as stopped:
+        run_pipeline([py_step("flaky", code, retries=2)], Sink())
+    [step] = stopped.value.result.steps
+    assert (step.attempts, step.reason, stopped.value.run_failed) == (3, "interrupted by Ctrl+C", False)
+
+
+def test_a_stop_during_a_rerun_from_the_dialog_counts_the_failure_before_it(tmp_path):
+    flag = tmp_path / "failed-once"
+    code = (f"import os,pathlib,signal,sys,time; p=pathlib.Path({str(flag)!r}); again=p.exists(); p.touch();"
+            "again or sys.exit(1); os.kill(os.getppid(), signal.SIGINT); time.sleep(60)")
+    with pytest.raises(StepInterrupted) as stopped:
+        run_pipeline([py_step("flaky", code)], Sink(), on_failure=lambda failed: "step")
+    [step] = stopped.value.result.steps
+    assert (step.attempts, stopped.value.run_failed) == (2, True)   # a stop now exits 1, as at the dialog
 
 
 def test_rerunning_the_pipeline_starts_again_from_the_first_step(tmp_path):
@@ -161,6 +183,7 @@ def _leaves_its_group(pidfile: Path, how: str) -> str:
 def test_a_timed_out_step_takes_the_children_that_left_its_group_with_it(tmp_path, how):
     pidfile = tmp_path / "stray.pid"
     result = run_pipeline([py_step("hang", _leaves_its_group(pidfile, how), timeout=1.5)], Sink())
+    assert pidfile.exists(), "the step did not start its child within its timeout: nothing to check"
     stray = int(pidfile.read_text())
     try:
         assert result.steps[0].reason == "timed out after 1.5 s"
@@ -168,6 +191,29 @@ def test_a_timed_out_step_takes_the_children_that_left_its_group_with_it(tmp_pat
     finally:
         if not gone(stray):
             os.kill(stray, signal.SIGKILL)
+
+
+def test_a_stop_landing_right_after_a_step_started_ends_that_step(monkeypatch):
+    # Between Popen's return and start()'s, nobody else holds the process: start() must end it.
+    from lynx import runner
+
+    started = []
+
+    class Recorded(subprocess.Popen):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    def interrupted(changes) -> None:
+        restore(changes)
+        raise KeyboardInterrupt
+
+    restore = runner._restore
+    monkeypatch.setattr(subprocess, "Popen", Recorded)
+    monkeypatch.setattr(runner, "_restore", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        runner.start(py_step("slow", "import time; time.sleep(60)"), {})
+    assert len(started) == 1 and started[0].returncode is not None   # ended and reaped
 
 
 def test_a_step_that_cannot_start_is_a_failed_step_not_a_crash(tmp_path):
@@ -213,9 +259,9 @@ def _leave_behind(pidfile: Path, child_code: str, **popen) -> str:
 @pytest.mark.parametrize("ignores_sigterm", [False, True])
 def test_what_a_step_left_running_in_its_group_is_ended_when_the_step_ends(tmp_path, lynx_warnings, monkeypatch,
                                                                           ignores_sigterm):
-    from lynx import runner
+    from lynx import ending
 
-    monkeypatch.setattr(runner, "GRACE_SECONDS", 0.5)   # then SIGKILL, for the one that ignores SIGTERM
+    monkeypatch.setattr(ending, "GRACE_SECONDS", 0.5)   # then SIGKILL, for the one that ignores SIGTERM
     pidfile = tmp_path / "left.pid"
     child = ("import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); " if ignores_sigterm else
              "import time; ") + "print('ready', flush=True); time.sleep(60)"

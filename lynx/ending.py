@@ -1,0 +1,88 @@
+"""Ending a step's processes: what a finished step left in its group, and all of a step Lynx stops.
+
+A step runs in its own process group, so one signal reaches it and the children that stayed with it.
+psutil (proctree) is imported only when there is more to find than the group: something left
+behind, or a step being stopped, whose descendants may have moved to groups of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import time
+
+from lynx.sigmask import held
+
+GRACE_SECONDS = 5.0
+POSIX = os.name == "posix"
+
+log = logging.getLogger("lynx")
+
+
+def end_leftovers(name: str, pgid: int, holding_output: bool = False) -> bool:
+    """End what a finished step left running in its process group (`cmd &`, a worker never joined);
+    True if there was any.
+
+    On a schedule such processes would pile up run after run. A process meant to outlive its step
+    leaves the group (setsid). Checking costs one system call when nothing is left, the usual case.
+    """
+    if not POSIX:
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    from lynx.proctree import end_group  # psutil: only when something is left
+
+    left = end_group(pgid, GRACE_SECONDS)
+    if left:
+        shown = ", ".join(left[:10]) + (f" and {len(left) - 10} more" if len(left) > 10 else "")
+        log.warning("step '%s' left %s running%s; ended %s", name, shown,
+                    " (holding its output open)" if holding_output else "", "it" if len(left) == 1 else "them")
+    return bool(left)
+
+
+def end_step(proc: subprocess.Popen, grace: float | None = None) -> None:
+    """End a step Lynx stops (timeout, Ctrl+C, SIGTERM): its process group and the descendants that
+    moved to groups of their own (coreutils `timeout`, `set -m` scripts); SIGTERM, a grace period
+    (GRACE_SECONDS), then SIGKILL. A second Ctrl+C cuts the grace short, never the rest."""
+    if not POSIX:
+        proc.kill()
+        proc.wait()
+        return
+    grace = GRACE_SECONDS if grace is None else grace
+    strays, stray_groups = [], set()
+    try:
+        with held():   # a second Ctrl+C here would leave the strays unknown, so unkilled
+            if proc.returncode is None:   # else its pid may be another process's by now
+                from lynx import proctree  # psutil: only when a step is being stopped
+
+                # Looked up before signalling: once the step is gone they are orphans no tree leads to.
+                strays, stray_groups = proctree.outside_group(proc.pid)
+            signal_group(proc.pid, signal.SIGTERM)
+            if strays:
+                proctree.terminate_each(strays)
+        deadline = time.monotonic() + grace
+        proc.wait(timeout=grace)
+        if strays:
+            proctree.wait_gone(strays, max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        with held():
+            # Grandchildren stay in the group after the leader exits: make sure none is left,
+            # nor anything that joined a stray's group meanwhile.
+            signal_group(proc.pid, signal.SIGKILL)
+            if strays:
+                proctree.kill(strays + proctree.group_members(stray_groups, strays))
+        proc.wait()
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    """Signal a whole process group; one that is gone already is no error."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
