@@ -59,7 +59,11 @@ class BlockRotatingFileHandler(_handlers.RotatingFileHandler):
     def __init__(self, filename: str, max_bytes: int, backup_count: int) -> None:
         super().__init__(filename, mode="a", maxBytes=max_bytes, backupCount=backup_count,
                          encoding="utf-8", delay=False)
-        self.size = self.stream.tell() if self.stream else 0
+        if not os.path.isfile(self.baseFilename):
+            # A device, pipe or terminal (-lf /dev/null, /dev/stderr) is written to, never rotated:
+            # rotating renames the path (as root, /dev/null itself) and puts a regular file there.
+            self.maxBytes = 0
+        self.size = self.stream.tell() if self.stream and self.maxBytes else 0
         # Tells the user of a failed write and of the recovery (logs.setup: the screen, if any).
         self.notify: Callable[[str], None] | None = None
         self.lost = 0          # bytes not written since the last write that failed
