@@ -13,7 +13,9 @@ import signal
 import subprocess
 import time
 
+from lynx.output import StepOutput
 from lynx.sigmask import held
+from lynx.streaming import stream
 
 GRACE_SECONDS = 5.0
 POSIX = os.name == "posix"
@@ -44,10 +46,14 @@ def end_leftovers(name: str, pgid: int, holding_output: bool = False) -> bool:
     return bool(left)
 
 
-def end_step(proc: subprocess.Popen, grace: float | None = None) -> None:
+def end_step(proc: subprocess.Popen, output: StepOutput | None = None, grace: float | None = None) -> None:
     """End a step Lynx stops (timeout, Ctrl+C, SIGTERM): its process group and the descendants that
     moved to groups of their own (coreutils `timeout`, `set -m` scripts); SIGTERM, a grace period
-    (GRACE_SECONDS), then SIGKILL. A second Ctrl+C cuts the grace short, never the rest."""
+    (GRACE_SECONDS), then SIGKILL. A second Ctrl+C cuts the grace short, never the rest.
+
+    During the grace period the step's output still goes to `output`: what it says as it stops
+    ("saving a checkpoint") is what a user most needs to see.
+    """
     if not POSIX:
         proc.kill()
         proc.wait()
@@ -65,7 +71,9 @@ def end_step(proc: subprocess.Popen, grace: float | None = None) -> None:
             if strays:
                 proctree.terminate_each(strays)
         deadline = time.monotonic() + grace
-        proc.wait(timeout=grace)
+        if output is not None:
+            stream(proc, output, deadline)
+        proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         if strays:
             proctree.wait_gone(strays, max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:

@@ -219,20 +219,18 @@ def run_process(step: Step, output: StepOutput, env: Mapping[str, str]) -> tuple
         ended = stream(proc, output, deadline)
         # A step may stop writing to the pipe (EOF) long before it exits: keep waiting, within the deadline.
         timed_out = ended == TIMED_OUT or _wait(proc, deadline)
-        if not timed_out and not end_leftovers(step.name, proc.pid, holding_output=ended == LEFTOVERS) \
-                and ended == LEFTOVERS:
+        if timed_out:
+            end_step(proc, output)
+        elif not end_leftovers(step.name, proc.pid, holding_output=ended == LEFTOVERS) and ended == LEFTOVERS:
             log.warning("step '%s' exited, but a process outside its group (setsid?) still holds its output: "
                         "Lynx stops reading it, and its next write may kill it (SIGPIPE); give such a process "
                         "its own output, e.g. `> serve.log 2>&1`", step.name)
     except BaseException:
-        end_step(proc)
+        end_step(proc, output)
         raise
     finally:
         output.close()
-    if timed_out:
-        end_step(proc)
-        return proc.wait(), f"timed out after {step.timeout:g} s"
-    return proc.wait(), ""
+    return proc.wait(), f"timed out after {step.timeout:g} s" if timed_out else ""
 
 
 def _wait(proc: subprocess.Popen, deadline: float | None) -> bool:

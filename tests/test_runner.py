@@ -216,6 +216,18 @@ def test_a_stop_landing_right_after_a_step_started_ends_that_step(monkeypatch):
     assert len(started) == 1 and started[0].returncode is not None   # ended and reaped
 
 
+def test_what_a_step_says_as_it_is_stopped_still_reaches_the_log():
+    code = ("import signal,sys,time\n"
+            "def stop(*_):\n    print('saving a checkpoint', flush=True); time.sleep(0.2)\n"
+            "    print('checkpoint saved', flush=True); sys.exit(143)\n"
+            "signal.signal(signal.SIGTERM, stop); print('training', flush=True); time.sleep(60)")
+    sink = Sink()
+    result = run_pipeline([py_step("train", code, timeout=1)], sink)
+    assert result.steps[0].reason == "timed out after 1 s"
+    assert [line.split(" | ")[1] for line in sink.text.splitlines()] == ["training", "saving a checkpoint",
+                                                                        "checkpoint saved"]
+
+
 def test_a_step_that_cannot_start_is_a_failed_step_not_a_crash(tmp_path):
     step = Step(name="gone", argv=(str(tmp_path / "missing"),), line=1)
     result = run_pipeline([step], Sink())
