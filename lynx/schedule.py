@@ -68,15 +68,26 @@ class RealClock:
 
     def _wait(self, seconds: float) -> bool:
         """One wait; False if stdin reached end of input meanwhile."""
-        if self.stdin is None:
+        if self.stdin is None or not _owns_terminal(self.stdin):
+            # Started with `&` (or put in the background since): reading the terminal would stop
+            # Lynx with SIGTTIN the moment the user types ahead.
             time.sleep(seconds)
             return True
         ready, _, _ = select.select([self.stdin], [], [], seconds)
-        if ready and not os.read(self.stdin.fileno(), 4096):
+        if not ready or not _owns_terminal(self.stdin):   # moved to the background meanwhile: next wait
+            return True
+        if not os.read(self.stdin.fileno(), 4096):
             return False
-        if ready:
-            print("lynx: waiting for the next fire time (Ctrl+C or Ctrl+D stops)", file=sys.stderr)
+        print("lynx: waiting for the next fire time (Ctrl+C or Ctrl+D stops)", file=sys.stderr)
         return True
+
+
+def _owns_terminal(stdin: TextIO) -> bool:
+    """Lynx is in the terminal's foreground process group (not a `&` job)."""
+    try:
+        return os.tcgetpgrp(stdin.fileno()) == os.getpgrp()
+    except OSError:
+        return False
 
 
 RunOnce = Callable[[datetime], bool]   # runs the pipeline for a due time; True if it succeeded

@@ -395,3 +395,30 @@ def test_a_config_without_cron_runs_once_and_check_says_so(run_lynx, write_confi
     cfg = write_config("steps:\n  - script: touch.py\n")
     assert "the pipeline runs once" in run_lynx("check", "-cf", str(cfg)).stdout
     assert run_lynx("start", "-cf", str(cfg), "-ni").returncode == 0
+
+
+@pytest.mark.skipif(not shutil.which("bash"), reason="needs an interactive shell with job control (bash)")
+def test_a_schedule_started_with_an_ampersand_keeps_running_when_the_user_types_ahead(tmp_path, write_config,
+                                                                                       started):
+    # Reading the terminal from a background job stops it (SIGTTIN): the schedule would halt unseen.
+    import pexpect
+
+    cfg = write_config("cron:\n  hour: '0'\nsteps:\n  - command: [{py}, -c, pass]\n")
+    out = tmp_path / "out.txt"
+    shell = pexpect.spawn("bash", ["--norc", "--noprofile", "-i"], cwd=str(tmp_path), timeout=20,
+                          env=lynx_env(PS1="$ "), encoding="utf-8")
+    started.add(shell.pid)
+    try:
+        shell.sendline(f"{sys.executable} -m lynx start -cf {cfg} -ni -lf '' > {out} 2>&1 & echo pid=$!")
+        shell.expect(r"pid=(\d+)")
+        pid = int(shell.match.group(1))
+        started.add(pid)
+        wait_for(lambda: "next run at" in out.read_text(), timeout=15)
+        shell.sendline("sleep 1")                 # a foreground job; the user types ahead meanwhile
+        shell.send("typed ahead\n")
+        shell.sendline("jobs -l")
+        shell.expect(r"\d+ (Running|Stopped)")
+        assert shell.match.group(1) == "Running"
+        assert psutil.Process(pid).status() != psutil.STATUS_STOPPED
+    finally:
+        shell.close(force=True)
