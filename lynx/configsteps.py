@@ -260,7 +260,10 @@ def _extra_args(entry: Entry, path: str, ctx: Context) -> tuple[str, ...]:
              for word in shell_words(text, node, where, ctx)]
     for word, node, where in words:
         option = word.split("=", 1)[0]
-        if option in _SLURM_RESERVED or (option[:2] in _SLURM_RESERVED and not word.startswith("--")):
+        # sbatch takes any unambiguous start of a long option: --err is --error.
+        abbreviated = len(option) > 2 and word.startswith("--") and any(
+            reserved.startswith(option) for reserved in _SLURM_RESERVED)
+        if abbreviated or (option[:2] in _SLURM_RESERVED and not word.startswith("--")):
             ctx.fail(node, where, f"{option} is set by Lynx itself (it follows the job's output and exit "
                                   "status); remove it")
     return tuple(word for word, _, _ in words)

@@ -61,13 +61,20 @@ def output_dir(config_path: str | os.PathLike | None) -> Path:
 def command(step: Step, directory: Path) -> list[str]:
     """The exact sbatch command line for `step` (the job id fills %j in the output file's name)."""
     options = step.slurm
+    # --output is a filename pattern: a % of the directory's own is written %% (%x would be the job name).
+    pattern = str(directory).replace("%", "%%") + os.sep + output_name(step, "%j")
     argv = ["sbatch", "--parsable", f"--job-name={options.get('job_name') or 'lynx-' + step.name}",
-            f"--output={directory / (_safe(step.name) + '-%j.out')}",
+            f"--output={pattern}",
             f"--chdir={step.cwd or os.getcwd()}", "--export=ALL"]
     argv += [f"--{key.replace('_', '-')}={options[key]}" for key in SLURM_OPTIONS
              if key != "job_name" and options.get(key)]
     # exec: the step's own process is the job's, so scancel's signals and its exit status are its own.
     return [*argv, *options.get("extra_args", ()), "--wrap", "exec " + shlex.join(step.argv)]
+
+
+def output_name(step: Step, job: str) -> str:
+    """The job's output file's name in the output directory (`job` may be Slurm's %j)."""
+    return f"{_safe(step.name)}-{job}.out"
 
 
 def _safe(name: str) -> str:
@@ -83,7 +90,7 @@ def run_job(step: Step, output: StepOutput, env: Mapping[str, str], directory: P
         directory.mkdir(parents=True, exist_ok=True)
         with held():  # a stop arriving mid-submit waits until the job id is known (sbatch is brief)
             job = submit(argv, env)
-        path = Path(argv[3].split("=", 1)[1].replace("%j", job))
+        path = directory / output_name(step, job)
         log.info("step '%s': submitted Slurm job %s (output %s)", step.name, job, path)
         output.tag = f"{step.name} [job {job}]".encode("utf-8", "replace")
         deadline = time.monotonic() + step.timeout if step.timeout else None

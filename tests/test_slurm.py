@@ -80,8 +80,10 @@ def test_a_step_may_run_on_slurm_when_the_pipeline_runs_locally(write_config, wr
     ("steps:\n  - script: train.py\n    executor: slurm\n    slurm:\n      partition: [a, b]\n", 5,
      "steps[0].slurm.partition: expected a non-empty string or number, got a list of 2 items"),
     ("steps:\n  - script: train.py\n    exector: slurm\n", 3, "steps[0].exector: unknown key; did you mean"),
+    ("steps:\n  - script: train.py\n    executor: slurm\n    slurm:\n      extra_args: ['--err=e.log']\n", 5,
+     "steps[0].slurm.extra_args[0]: --err is set by Lynx itself"),
 ], ids=["unknown executor", "misspelt option", "slurm a list", "cpus in words", "a reserved option",
-        "a partition list", "misspelt executor"])
+        "a partition list", "misspelt executor", "a reserved option abbreviated"])
 def test_a_bad_slurm_setting_is_a_config_error_naming_file_line_and_key(
         write_config, write_script, text, line, fragment):
     write_script("train.py", "print('x')\n")
@@ -257,3 +259,9 @@ def test_a_bad_partition_is_a_clear_error_naming_the_step(write_config, run_lynx
     assert re.search(r"step 1/1 'job' failed \(sbatch failed: .*[Ii]nvalid partition", result.stderr), \
         result.stderr
     assert "Traceback" not in result.stderr and jobs(job_name) == []
+
+
+def test_a_percent_sign_in_the_output_directory_is_not_read_as_a_slurm_pattern():
+    # %x would become the job name: a directory that does not exist, and the job fails to start.
+    step = Step(name="fit", argv=("/bin/true",), line=1, executor="slurm")
+    assert command(step, Path("/data/100%x done"))[3] == "--output=/data/100%%x done/fit-%j.out"
