@@ -7,6 +7,7 @@ itself, and never kills a half-done `sbatch` or `scancel`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -85,28 +86,31 @@ def run_job(step: Step, output: StepOutput, env: Mapping[str, str], directory: P
             ) -> tuple[int | None, str, str | None]:
     """Submit the step, follow it to its end; (returncode, reason if abnormal, job id)."""
     argv = command(step, directory)
-    job = None
+    job, tail = None, None
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with held():  # a stop arriving mid-submit waits until the job id is known (sbatch is brief)
             job = submit(argv, env)
-        path = directory / output_name(step, job)
-        log.info("step '%s': submitted Slurm job %s (output %s)", step.name, job, path)
+        tail = _Tail(directory / output_name(step, job))
+        log.info("step '%s': submitted Slurm job %s (output %s)", step.name, job, tail.path)
         output.tag = f"{step.name} [job {job}]".encode("utf-8", "replace")
         deadline = time.monotonic() + step.timeout if step.timeout else None
-        final = follow(job, path, output, deadline)
+        final = follow(job, tail, output, deadline)
+        if final is None:
+            cancel(job, step.name, tail, output)
     except SlurmError as exc:
         return None, str(exc), job
     except OSError as exc:
         return None, f"cannot follow the Slurm job: {exc.strerror or exc}", job
     except BaseException:
         if job:
-            cancel(job, step.name)
+            cancel(job, step.name, tail, output)
         raise
     finally:
+        if tail is not None:
+            tail.close()
         output.close()
     if final is None:
-        cancel(job, step.name)
         return None, f"timed out after {step.timeout:g} s", job
     log.info("step '%s': Slurm job %s ended %s, exit code %d:%d", step.name, job, final.state,
              final.exit_code, final.signal)
@@ -151,26 +155,22 @@ def _message(text: str) -> str:
     return "; ".join(line for line in lines if line)
 
 
-def follow(job: str, path: Path, output: StepOutput, deadline: float | None) -> JobState | None:
+def follow(job: str, tail: _Tail, output: StepOutput, deadline: float | None) -> JobState | None:
     """Copy new bytes of the job's output file as they appear until the job ends; None at the deadline."""
-    tail = _Tail(path)
-    try:
-        next_poll = time.monotonic()
-        while True:
-            tail.pump(output)
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                return None
-            if now >= next_poll:
-                final = state(job)
-                if final.ended:
-                    time.sleep(READ_SECONDS)  # the node may still be flushing the file's last bytes
-                    tail.pump(output)
-                    return final
-                next_poll = now + POLL_SECONDS
-            time.sleep(READ_SECONDS)
-    finally:
-        tail.close()
+    next_poll = time.monotonic()
+    while True:
+        tail.pump(output)
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            return None
+        if now >= next_poll:
+            final = state(job)
+            if final.ended:
+                time.sleep(READ_SECONDS)  # the node may still be flushing the file's last bytes
+                tail.pump(output)
+                return final
+            next_poll = now + POLL_SECONDS
+        time.sleep(READ_SECONDS)
 
 
 class _Tail:
@@ -230,8 +230,11 @@ def _accounted(job: str) -> JobState:
     return JobState(state_text.split()[0], int(code or 0), int(sig or 0))
 
 
-def cancel(job: str, name: str) -> None:
-    """scancel the job and wait until Slurm reports it ended (bounded): nothing is left queued or running."""
+def cancel(job: str, name: str, tail: _Tail | None = None, output: StepOutput | None = None) -> None:
+    """scancel the job and wait until Slurm reports it ended (bounded): nothing is left queued or running.
+
+    Meanwhile what the job prints as it is cancelled still goes to `output`.
+    """
     log.info("step '%s': cancelling Slurm job %s", name, job)
     deadline = time.monotonic() + CANCEL_WAIT
     try:
@@ -239,9 +242,18 @@ def cancel(job: str, name: str) -> None:
     except SlurmError as exc:
         log.warning("step '%s': scancel %s failed: %s", name, job, exc)
     while not state(job).ended:
+        if tail is not None:
+            try:
+                tail.pump(output)
+            except OSError:   # cannot read it any more: the cancel matters more
+                tail = None
         if time.monotonic() >= deadline:
             log.error("step '%s': Slurm job %s has not ended %g s after scancel; check `squeue -j %s`",
                       name, job, CANCEL_WAIT, job)
             return
         time.sleep(POLL_SECONDS / 2)
+    if tail is not None:
+        time.sleep(READ_SECONDS)  # the node may still be flushing the file's last bytes
+        with contextlib.suppress(OSError):
+            tail.pump(output)
     log.info("step '%s': Slurm job %s ended", name, job)

@@ -213,13 +213,16 @@ def test_a_failing_slurm_step_opens_the_dialog_and_a_rerun_submits_a_new_job(wri
 
 @cluster
 def test_a_step_timeout_cancels_the_job_and_leaves_nothing_queued(write_config, run_lynx, job_name, tmp_path):
-    cfg = slurm_pipeline(write_config, job_name, "import time\nprint('sleeping', flush=True)\ntime.sleep(300)\n",
-                         extra="    timeout: 4\n")
+    code = ("import signal, sys, time\n"
+            "def stop(*_):\n    print('saving a checkpoint', flush=True)\n    sys.exit(143)\n"
+            "signal.signal(signal.SIGTERM, stop)\nprint('sleeping', flush=True)\ntime.sleep(300)\n")
+    cfg = slurm_pipeline(write_config, job_name, code, extra="    timeout: 4\n")
     result = run_lynx("start", "-cf", str(cfg), "-ni", timeout=90)
     assert result.returncode == 1
     assert "step 1/1 'job' failed (timed out after 4 s)" in result.stderr, result.stderr
     [job] = job_ids(result.stderr)
     assert f"Slurm job {job} ended" in result.stderr
+    assert "saving a checkpoint" in result.stdout.splitlines()   # what it says as it is cancelled
     assert jobs(job_name) == []
 
 
