@@ -288,7 +288,11 @@ def typed(entry: Entry | None, path: str, ctx: Context, expected: str, accepts: 
         return None
     value = ctx.scalar(entry[1]) if entry[1].id == "scalar" else None
     if entry[1].id != "scalar" or not accepts(value):
-        ctx.fail(entry[0], path, f"expected {expected}, got {describe(entry[1], ctx)}")
+        got = describe(entry[1], ctx)
+        number = _float_spelling(entry[1])
+        if number and accepts(float(number)):   # 1e3 where a float would do: say how YAML reads one
+            got = f"{got[:-1]}; YAML reads a number in that form as text: write {number})"
+        ctx.fail(entry[0], path, f"expected {expected}, got {got}")
     return value
 
 
@@ -322,21 +326,20 @@ def describe(node: Node, ctx: Context) -> str:
     kinds = ((bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"))
     kind = next((name for cls, name in kinds if isinstance(value, cls)), f"a {type(value).__name__}")
     shown = clip(node.value)
-    if not isinstance(value, str):
-        return f"{kind} ({shown})"
-    number = _float_spelling(value) if not node.style else None   # plain: None, or "" from libyaml
-    return f"{kind} ({shown!r}; YAML reads a number in that form as text: write {number})" if number else \
-        f"{kind} ({shown!r})"
+    return f"{kind} ({shown!r})" if isinstance(value, str) else f"{kind} ({shown})"
 
 
 # PyYAML (YAML 1.1) reads a float only with a dot and a signed exponent: 1e3 and 1.5e3 are text.
-_EXPONENT_FORM = re.compile(r"([-+]?\d+)(?:\.(\d*))?[eE]([-+]?)(\d+)")
+_EXPONENT_FORM = re.compile(r"([-+]?)([0-9]*)(?:\.([0-9]*))?[eE]([-+]?)([0-9]+)")
 
 
-def _float_spelling(text: str) -> str | None:
-    """How to write `text` (1e3) so that YAML reads it as a number (1.0e+3); None if it is no such number."""
-    match = _EXPONENT_FORM.fullmatch(text)
-    return match and f"{match[1]}.{match[2] or 0}e{match[3] or '+'}{match[4]}"
+def _float_spelling(node: Node) -> str | None:
+    """How to write a plain scalar like 1e3 so that YAML reads it as a float (1.0e+3); None if it is
+    no such scalar. (Plain: its style is None, or "" from libyaml.)"""
+    match = _EXPONENT_FORM.fullmatch(node.value) if node.id == "scalar" and not node.style else None
+    if not match or not (match[2] or match[3]):
+        return None
+    return f"{match[1]}{match[2] or 0}.{match[3] or 0}e{match[4] or '+'}{match[5]}"
 
 
 def clip(text: str) -> str:

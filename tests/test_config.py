@@ -423,8 +423,8 @@ BAD_CONFIGS = [
     ("a timeout in exponent form YAML reads as text", "steps:\n  - script: tasks/train.py\n    timeout: 1e3\n", 3,
      ["steps[0].timeout:", "got a string ('1e3'; YAML reads a number in that form as text: write 1.0e+3)"]),
     ("a retry delay in exponent form YAML reads as text",
-     "steps:\n  - script: tasks/train.py\n    retries: 1\n    retry_delay: -2.5E4\n", 4,
-     ["steps[0].retry_delay:", "('-2.5E4'; YAML reads a number in that form as text: write -2.5e+4)"]),
+     "steps:\n  - script: tasks/train.py\n    retries: 1\n    retry_delay: .5E1\n", 4,
+     ["steps[0].retry_delay:", "('.5E1'; YAML reads a number in that form as text: write 0.5e+1)"]),
     ("a timeout that is a boolean", "steps:\n  - script: tasks/train.py\n    timeout: true\n", 3,
      ["steps[0].timeout:", "got a boolean (true)"]),
     ("negative retries", "steps:\n  - script: tasks/train.py\n    retries: -1\n", 3,
@@ -638,3 +638,16 @@ def test_numbers_in_yaml_s_own_exponent_form_are_read_as_numbers(conf: Path) -> 
                                       "    retries: 1\n    retry_delay: 2.5e-1\n")
     step = load(conf / "config.yaml").steps[0]
     assert (step.timeout, step.retry_delay) == (1000.0, 0.25)
+
+
+
+@pytest.mark.parametrize("text", ["steps:\n  - script: tasks/train.py\n    retries: 1e3\n",
+                                  "steps:\n  - script: tasks/train.py\n    timeout: 1e999\n",
+                                  "steps:\n  - script: tasks/train.py\n    retries: 1\n    retry_delay: -2e1\n",
+                                  "steps: 1e3\n"],
+                         ids=["a whole number wanted", "too large as a float", "negative", "not a value at all"])
+def test_the_exponent_hint_comes_only_where_the_number_it_suggests_would_do(conf: Path, text: str) -> None:
+    (conf / "config.yaml").write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load(conf / "config.yaml")
+    assert "YAML reads" not in str(error.value)
