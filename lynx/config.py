@@ -83,7 +83,7 @@ class Hook(NamedTuple):
 class Config(NamedTuple):
     """A validated pipeline: its steps in order and its raw cron section."""
 
-    path: str                      # absolute path of the config file (strings, not pathlib: ledger.py)
+    path: str                      # absolute path of the config file (a str: `lynx start` skips pathlib)
     steps: tuple[Step, ...]
     cron: CronSection | None = None
     hooks: Mapping[str, Hook] = NOTHING  # event -> hook

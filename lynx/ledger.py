@@ -112,13 +112,18 @@ def entry(run_id: str, trigger: str, started: datetime, ended: datetime, status:
     }
 
 
+def exit_status_and_signal(returncode: int | None) -> tuple[int | None, int | None]:
+    """Popen's returncode as (exit status, None) or (None, the signal that ended it: -N)."""
+    if returncode is None:
+        return None, None
+    return (returncode, None) if returncode >= 0 else (None, -returncode)
+
+
 def _step(step: Any, log_file: str | None) -> dict[str, Any]:
-    code = step.returncode
+    exit_status, signal = exit_status_and_signal(step.returncode)
     fields = {
-        "name": step.name, "attempts": step.attempts, "ok": step.ok,
-        "exit_status": code if code is not None and code >= 0 else None,
-        "signal": -code if code is not None and code < 0 else None,
-        "reason": step.reason, "duration": round(step.duration, 3), "log_file": log_file,
+        "name": step.name, "attempts": step.attempts, "ok": step.ok, "exit_status": exit_status,
+        "signal": signal, "reason": step.reason, "duration": round(step.duration, 3), "log_file": log_file,
     }
     if getattr(step, "job_id", None):  # a Slurm step: the job of its last attempt
         fields["job_id"] = step.job_id

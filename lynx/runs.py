@@ -114,10 +114,10 @@ def _finish(settings: RunSettings, env: dict[str, str], started: datetime, resul
 
 
 def _exit_fields(returncode: int | None) -> dict[str, str]:
-    """As the ledger has them: the exit status, or the signal that ended the step (Popen's -N)."""
-    signalled = returncode is not None and returncode < 0
-    return {"LYNX_EXIT_STATUS": "" if returncode is None or signalled else str(returncode),
-            "LYNX_SIGNAL": str(-returncode) if signalled else ""}
+    """As the ledger has them: the exit status, or the signal that ended the step."""
+    exit_status, signal = ledger.exit_status_and_signal(returncode)
+    return {"LYNX_EXIT_STATUS": "" if exit_status is None else str(exit_status),
+            "LYNX_SIGNAL": "" if signal is None else str(signal)}
 
 
 def resume_command(settings: RunSettings, failed: str) -> str:
