@@ -7,12 +7,12 @@ import logging
 import os
 import signal
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Callable, NamedTuple, Protocol
 
 from lynx import ledger, logs
 from lynx.config import Config, Step, load
-from lynx.errors import StopRequested, UsageError
+from lynx.errors import ConfigError, StopRequested, UsageError
 from lynx.options import whole_number
 from lynx.output import GONE, Screen, StepOutput
 from lynx.runner import Interrupted, RunResult, stop_reason
@@ -73,6 +73,8 @@ def start(args: dict[str, object]) -> int:
     config = load(options.config_file)
     schedule = build_schedule(config)
     select_steps(config.steps, options.start_at, options.only)  # a wrong name is an error before any run
+    if schedule is not None and not options.interactive:
+        _check_it_fires(config, schedule)
     if options.background or is_daemon_child():
         from lynx import background  # a foreground run does not pay for it
 
@@ -84,6 +86,19 @@ def start(args: dict[str, object]) -> int:
 def is_daemon_child() -> bool:
     """True in the detached child that the Windows path starts."""
     return os.environ.get(DAEMON_ENV) == "1"
+
+
+def _check_it_fires(config: Config, schedule) -> None:
+    """A schedule to follow that never fires again is an error now, not a daemon that quietly ends."""
+    if schedule.next_fire(datetime.now(timezone.utc)) is not None:
+        return
+    cron = config.cron
+    if "end_date" in cron.values:
+        where, passed = cron.where("end_date"), f" ({cron.values['end_date']} has passed)"
+    else:
+        where, passed = f"{cron.source}:{cron.line}: cron", ""
+    raise ConfigError(f"{where}: the schedule never fires again{passed}; nothing to run "
+                      "(`lynx check` shows the fire times)")
 
 
 def build_schedule(config: Config):

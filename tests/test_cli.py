@@ -422,3 +422,14 @@ def test_a_schedule_started_with_an_ampersand_keeps_running_when_the_user_types_
         assert psutil.Process(pid).status() != psutil.STATUS_STOPPED
     finally:
         shell.close(force=True)
+
+
+@pytest.mark.parametrize("mode", [["-ni"], ["-bg", "--pid-file", "p.json"]], ids=["foreground", "background"])
+def test_following_a_schedule_that_never_fires_again_is_an_error_and_starts_nothing(run_lynx, write_config,
+                                                                                   tmp_path, mode):
+    cfg = write_config("cron:\n  second: '*/2'\n  end_date: '2020-01-01'\nsteps:\n  - command: [{py}, -c, pass]\n")
+    result = run_lynx("start", "-cf", str(cfg), "-lf", "", *mode)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"lynx: error: {cfg}:3: cron.end_date: the schedule never fires again "
+                                     "(2020-01-01 has passed); nothing to run (`lynx check` shows the fire times)")
+    assert not (tmp_path / "p.json").exists() and not (tmp_path / ".lynx").exists()
