@@ -111,10 +111,11 @@ def run_loop(schedule: Schedule, run_once: RunOnce, clock: Clock, keep_running: 
         if not clock.sleep_until(fire_at):
             log.info("end of input: stopped while waiting for %s", _fmt(due))
             return 0
-        woke = clock.now()
+        woke = _utc(clock.now())
+        late = (woke - fire_at).total_seconds()
         if woke - fire_at > MISFIRE_GRACE:
-            log.warning("missed the fire time %s: woke %s late (clock jump or suspend); not catching up",
-                        _fmt(due), woke - fire_at)
+            log.warning("missed the fire time %s: woke %.1f s late (clock jump or suspend); not catching up",
+                        _fmt(due), late)
         else:
             log.info("run due %s starting", _fmt(due))
             if not run_once(due) and not keep_running:
@@ -122,12 +123,20 @@ def run_loop(schedule: Schedule, run_once: RunOnce, clock: Clock, keep_running: 
                           _fmt(due))
                 return 1
         floor = max(_utc(clock.now()), _utc(due))
-        due = _next_after_run(schedule, due, floor, "the previous run was still going"
-                              if woke - fire_at <= MISFIRE_GRACE else "the clock jumped or the machine slept")
+        previous, (due, skipped) = due, _next_after_run(schedule, due, floor)
+        if woke - fire_at > MISFIRE_GRACE:
+            _log_skipped(skipped, "the clock jumped or the machine slept")
+            continue
+        # Fire times before the run started passed while it waited for its jitter (or for a busy
+        # machine); the ones after, while it ran.
+        delay = f"jitter up to {schedule.jitter:g} s" if schedule.jitter else f"{late:.1f} s late"
+        _log_skipped([t for t in skipped if _utc(t) <= woke],
+                     f"the run due {_fmt(previous)} had not started yet ({delay})")
+        _log_skipped([t for t in skipped if _utc(t) > woke], "the previous run was still going")
 
 
-def _next_after_run(schedule: Schedule, due: datetime, floor: datetime, why: str) -> datetime | None:
-    """The first fire time after `floor`, logging the ones skipped since `due`."""
+def _next_after_run(schedule: Schedule, due: datetime, floor: datetime) -> tuple[datetime | None, list[datetime]]:
+    """The first fire time after `floor`, and the ones skipped since `due` (at most COUNT_SKIPPED)."""
     skipped: list[datetime] = []
     nxt = schedule.next_fire(due, inclusive=False)
     while nxt is not None and _utc(nxt) <= floor and len(skipped) < COUNT_SKIPPED:
@@ -135,8 +144,7 @@ def _next_after_run(schedule: Schedule, due: datetime, floor: datetime, why: str
         nxt = schedule.next_fire(nxt, inclusive=False)
     if nxt is not None and _utc(nxt) <= floor:   # too many to count: jump straight past them
         nxt = schedule.next_fire(floor, inclusive=False)
-    _log_skipped(skipped, why)
-    return nxt
+    return nxt, skipped
 
 
 def _log_skipped(skipped: list[datetime], why: str) -> None:

@@ -199,3 +199,20 @@ def test_the_real_clock_hands_memory_back_before_a_long_wait_only(monkeypatch):
     assert clock.sleep_until(T0 + timedelta(minutes=5))
     assert released == [T0 + timedelta(seconds=1)]   # once, before the long wait began
     assert now[0] == T0 + timedelta(minutes=5)
+
+
+def test_fire_times_passed_while_a_run_waited_for_its_jitter_are_said_to_be_skipped_for_that(fake_clock, caplog):
+    class Late(random.Random):
+        def uniform(self, a: float, b: float) -> float:
+            return 4.5   # every run starts 4.5 s after its fire time
+
+    runs = Runs(fake_clock, duration=3, stop_after=2)
+    with caplog.at_level(logging.WARNING, logger="lynx"):
+        drive(EverySeconds(2, jitter=5), runs, fake_clock, rng=Late())
+    # The run due :00 starts at :04.5 and ends at :07.5: :02 and :04 passed before it started, :06 during it.
+    assert [r.getMessage() for r in caplog.records] == [
+        "skipped the fire time 2026-01-01 00:00:02+00:00: the run due 2026-01-01 00:00:00+00:00 had not "
+        "started yet (jitter up to 5 s)",
+        "skipped the fire time 2026-01-01 00:00:04+00:00: the run due 2026-01-01 00:00:00+00:00 had not "
+        "started yet (jitter up to 5 s)",
+        "skipped the fire time 2026-01-01 00:00:06+00:00: the previous run was still going"]
