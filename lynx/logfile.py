@@ -9,6 +9,7 @@ import importlib
 import logging
 import os
 import sys
+import time
 import types
 from typing import Callable
 
@@ -43,6 +44,9 @@ _handlers = _import_logging_handlers()
 
 # Linux and the BSDs; elsewhere the buffered file object writes the two pieces.
 WRITEV = hasattr(os, "writev")
+# How often a write checks that the path is still the file written to (a stat; every write
+# would cost a chatty step ~4% of Lynx's CPU).
+CHECK_SECONDS = 1.0
 
 
 class BlockRotatingFileHandler(_handlers.RotatingFileHandler):
@@ -64,6 +68,8 @@ class BlockRotatingFileHandler(_handlers.RotatingFileHandler):
             # rotating renames the path (as root, /dev/null itself) and puts a regular file there.
             self.maxBytes = 0
         self.size = self.stream.tell() if self.stream and self.maxBytes else 0
+        self.identity = _identity(self.baseFilename)   # of the file the stream writes to
+        self.checked = float("-inf")                    # when the path was last checked to still be it
         # Tells the user of a failed write and of the recovery (logs.setup: the screen, if any).
         self.notify: Callable[[str], None] | None = None
         self.lost = 0          # bytes not written since the last write that failed
@@ -87,6 +93,30 @@ class BlockRotatingFileHandler(_handlers.RotatingFileHandler):
             self._lost(len(str(record.msg)), exc)
         else:
             super().handleError(record)
+
+    def _open(self):  # a text stream, as logging.FileHandler's
+        """Open the file (at start, after a rotation, after it was removed) and note which it is."""
+        stream = super()._open()
+        self.identity = _identity(self.baseFilename)
+        return stream
+
+    def _reopen_if_replaced(self) -> None:
+        """Write to the path again when the file was deleted or replaced (`rm -r logs/`, logrotate):
+        otherwise everything would go on into a file no one can see."""
+        now = time.monotonic()
+        if self.stream is None or now - self.checked < CHECK_SECONDS:
+            return
+        self.checked = now
+        if _identity(self.baseFilename) == self.identity:
+            return
+        self.stream.close()
+        self.stream = None
+        self.size = 0
+        if self.notify is not None:
+            self.notify(f"the log file {self.baseFilename} was removed or replaced; writing a new one")
+        self.stream = self._open()
+        if self.maxBytes:
+            self.size = self.stream.tell()
 
     def doRollover(self) -> None:
         """Rotate the files and start counting the new one from zero.
@@ -131,7 +161,8 @@ class BlockRotatingFileHandler(_handlers.RotatingFileHandler):
         """
         total, written = len(head) + len(body), 0
         try:
-            if self.stream is None:   # a rotation could not open the new file: try again now
+            self._reopen_if_replaced()
+            if self.stream is None:   # a rotation (or a reopen) could not open the new file: try again now
                 self.stream = self._open()
             if self.lost and not self._say_what_was_lost():
                 self._lost(total)
@@ -212,3 +243,12 @@ def _every_line_headed(text: str, record: logging.LogRecord) -> str:
         return text
     head = text[: len(text) - len(message)]
     return head + message.replace("\n", "\n" + head)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """The (device, inode) of the file at `path`; None if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino

@@ -357,3 +357,30 @@ def test_a_log_that_is_not_a_regular_file_is_written_to_but_never_rotated(tmp_pa
     assert out.returncode == 0, out.stderr
     assert link.is_symlink() and os.readlink(link) == os.devnull
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("lynx.log")) == ["lynx.log"]
+
+
+def test_a_log_file_deleted_or_its_directory_removed_mid_run_is_written_again(tmp_path, monkeypatch):
+    from lynx import logfile
+
+    monkeypatch.setattr(logfile, "CHECK_SECONDS", 0)   # checked at every write here, not once a second
+    directory = tmp_path / "logs"
+    path = directory / "lynx.log"
+    directory.mkdir()
+    handler = open_log_file(str(path), 10_000, 2)
+    told = []
+    handler.notify = told.append
+    try:
+        handler.write_block(b"s | one\n")
+        path.unlink()                      # deleted: the next line starts a new file
+        handler.write_block(b"s | two\n")
+        assert path.read_bytes() == b"s | two\n"
+        path.unlink()
+        directory.rmdir()                  # its directory removed: lost, counted, and said
+        handler.write_block(b"s | three\n")
+        directory.mkdir()                  # back: the log goes on and says how much it missed
+        handler.write_block(b"s | four\n")
+        assert path.read_bytes().endswith(b"s | four\n")
+        assert b"10 bytes of output and records could not be written" in path.read_bytes()
+    finally:
+        handler.close()
+    assert told[0] == f"the log file {path} was removed or replaced; writing a new one"
