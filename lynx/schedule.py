@@ -96,13 +96,19 @@ RunOnce = Callable[[datetime], bool]   # runs the pipeline for a due time; True 
 def run_loop(schedule: Schedule, run_once: RunOnce, clock: Clock, keep_running: bool = False,
              rng: random.Random | None = None,
              on_next: Callable[[datetime | None], None] | None = None) -> int:
-    """Run on schedule until it ends (0), a run fails without keep_running (1) or a stop (0)."""
+    """Run on schedule until it ends (0; 1 if a run failed with keep_running), a run fails without
+    keep_running (1) or a stop (0)."""
     rng = rng or random.Random()
     floor = clock.now()           # no fire time at or before a run already done
     due = schedule.next_fire(floor)
+    failed = 0                    # runs that failed (with keep_running), for the exit status
     while True:
         _announce(due, on_next)
         if due is None:
+            if failed:
+                log.warning("the schedule has no more fire times; done, %d run%s failed", failed,
+                            "" if failed == 1 else "s")
+                return 1
             log.info("the schedule has no more fire times; done")
             return 0
         # Arithmetic and comparisons in UTC: on a zone's wall clock, the second pass of a repeated
@@ -118,10 +124,12 @@ def run_loop(schedule: Schedule, run_once: RunOnce, clock: Clock, keep_running: 
                         _fmt(due), late)
         else:
             log.info("run due %s starting", _fmt(due))
-            if not run_once(due) and not keep_running:
-                log.error("the run due %s failed; ending the schedule (use --keep-running to go on)",
-                          _fmt(due))
-                return 1
+            if not run_once(due):
+                if not keep_running:
+                    log.error("the run due %s failed; ending the schedule (use --keep-running to go on)",
+                              _fmt(due))
+                    return 1
+                failed += 1
         floor = max(_utc(clock.now()), _utc(due))
         previous, (due, skipped) = due, _next_after_run(schedule, due, floor)
         if woke - fire_at > MISFIRE_GRACE:

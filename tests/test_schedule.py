@@ -215,3 +215,11 @@ def test_fire_times_passed_while_a_run_waited_for_its_jitter_are_said_to_be_skip
         f"skipped the fire time 2026-01-01 00:00:02+00:00: {waited}",
         f"skipped the fire time 2026-01-01 00:00:04+00:00: {waited}",
         "skipped the fire time 2026-01-01 00:00:06+00:00: the previous run was still going"]
+
+
+def test_with_keep_running_a_schedule_that_ends_after_a_failed_run_exits_1(fake_clock, caplog):
+    runs = Runs(fake_clock, results=[True, False, True])
+    with caplog.at_level(logging.WARNING, logger="lynx"):
+        status = drive(EverySeconds(10, end=T0 + timedelta(seconds=20)), runs, fake_clock, keep_running=True)
+    assert (status, len(runs.due)) == (1, 3)
+    assert "the schedule has no more fire times; done, 1 run failed" in caplog.text
