@@ -47,6 +47,7 @@ class JobState(NamedTuple):
     state: str
     exit_code: int = 0
     signal: int = 0
+    reason: str = ""    # why a pending job waits (Slurm's Reason=, e.g. Resources, PartitionConfig)
 
     @property
     def ended(self) -> bool:
@@ -157,7 +158,7 @@ def _message(text: str) -> str:
 
 def follow(job: str, tail: _Tail, output: StepOutput, deadline: float | None) -> JobState | None:
     """Copy new bytes of the job's output file as they appear until the job ends; None at the deadline."""
-    next_poll = time.monotonic()
+    next_poll, told = time.monotonic(), ""
     while True:
         tail.pump(output)
         now = time.monotonic()
@@ -165,6 +166,10 @@ def follow(job: str, tail: _Tail, output: StepOutput, deadline: float | None) ->
             return None
         if now >= next_poll:
             final = state(job)
+            if final.state == "PENDING" and final.reason and final.reason != told:
+                # A job that cannot start (more CPUs than any node has) would otherwise wait unseen.
+                told = final.reason
+                log.info("Slurm job %s is pending: %s (`scontrol show job %s` says more)", job, told, job)
             if final.ended:
                 time.sleep(READ_SECONDS)  # the node may still be flushing the file's last bytes
                 tail.pump(output)
@@ -214,7 +219,9 @@ def state(job: str) -> JobState:
         return _accounted(job)
     fields = dict(re.findall(r"(\w+)=(\S*)", text))
     code, _, sig = fields.get("ExitCode", "0:0").partition(":")
-    return JobState(fields.get("JobState", "UNKNOWN"), int(code or 0), int(sig or 0))
+    reason = fields.get("Reason", "")
+    return JobState(fields.get("JobState", "UNKNOWN"), int(code or 0), int(sig or 0),
+                    "" if reason == "None" else reason)
 
 
 def _accounted(job: str) -> JobState:

@@ -268,3 +268,17 @@ def test_a_percent_sign_in_the_output_directory_is_not_read_as_a_slurm_pattern()
     # %x would become the job name: a directory that does not exist, and the job fails to start.
     step = Step(name="fit", argv=("/bin/true",), line=1, executor="slurm")
     assert command(step, Path("/data/100%x done"))[3] == "--output=/data/100%%x done/fit-%j.out"
+
+
+@cluster
+def test_a_job_that_cannot_start_says_why_it_waits_and_its_timeout_cancels_it(write_config, run_lynx, job_name):
+    # More CPUs than the one-node cluster has: Slurm accepts the job and keeps it pending.
+    cfg = slurm_pipeline(write_config, job_name, "print('never')\n",
+                         extra="    timeout: 4\n    slurm: {cpus_per_task: 64}\n")
+    result = run_lynx("start", "-cf", str(cfg), "-ni", timeout=90)
+    assert result.returncode == 1
+    [job] = job_ids(result.stderr)
+    assert re.search(rf"Slurm job {job} is pending: \w+ \(`scontrol show job {job}` says more\)", result.stderr), \
+        result.stderr
+    assert "failed (timed out after 4 s)" in result.stderr
+    assert jobs(job_name) == []
