@@ -24,6 +24,8 @@ from lynx.sigmask import held
 
 log = logging.getLogger("lynx")
 
+# States of a job that has not run yet: its output file is not its own yet.
+NOT_STARTED = {"PENDING", "CONFIGURING", "UNKNOWN", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"}
 POLL_SECONDS = 0.5      # how often the job's state is asked for (one scontrol call each)
 READ_SECONDS = 0.1      # how often the output file is read for new bytes
 CLIENT_TIMEOUT = 60.0   # a Slurm client that hangs this long (controller unreachable) is given up on
@@ -166,6 +168,7 @@ def follow(job: str, tail: _Tail, output: StepOutput, deadline: float | None) ->
             return None
         if now >= next_poll:
             final = state(job)
+            tail.started = tail.started or final.state not in NOT_STARTED
             if final.state == "PENDING" and final.reason and final.reason != told:
                 # A job that cannot start (more CPUs than any node has) would otherwise wait unseen.
                 told = final.reason
@@ -179,15 +182,22 @@ def follow(job: str, tail: _Tail, output: StepOutput, deadline: float | None) ->
 
 
 class _Tail:
-    """The job's output file, read from where the last read stopped; absent until the job starts."""
+    """The job's output file, read from where the last read stopped, once the job has started.
+
+    Not before: a file left with the same name (job ids repeat when a cluster's state is reset)
+    would be read as this job's, and Slurm empties it under the reader when the job starts.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fd: int | None = None
+        self.started = False   # set by follow() once Slurm says the job left the queue
 
     def pump(self, output: StepOutput) -> None:
         """Pass every byte written since the last call on to `output`."""
         if self.fd is None:
+            if not self.started:
+                return
             try:
                 self.fd = os.open(self.path, os.O_RDONLY)
             except FileNotFoundError:

@@ -282,3 +282,33 @@ def test_a_job_that_cannot_start_says_why_it_waits_and_its_timeout_cancels_it(wr
         result.stderr
     assert "failed (timed out after 4 s)" in result.stderr
     assert jobs(job_name) == []
+
+
+def test_a_file_left_with_the_jobs_output_name_is_not_read_as_its_output(tmp_path, monkeypatch):
+    # Job ids repeat when a cluster's state is reset: an old file may carry the new job's name.
+    # Slurm empties it when the job starts; until then it is not this job's output.
+    from lynx import slurm
+    from lynx.output import StepOutput
+
+    path = tmp_path / "fit-7.out"
+    path.write_bytes(b"an old job's line\n")
+    states = iter([JobState("PENDING", reason="Priority"), JobState("RUNNING"), JobState("COMPLETED")])
+
+    def state(job: str) -> JobState:
+        now = next(states)
+        if now.state == "RUNNING":
+            path.write_bytes(b"this job's line\n")   # as Slurm does when the job starts
+        return now
+
+    monkeypatch.setattr(slurm, "state", state)
+    monkeypatch.setattr(slurm, "POLL_SECONDS", 0.0)
+    monkeypatch.setattr(slurm, "READ_SECONDS", 0.0)
+    blocks = []
+    tail = slurm._Tail(path)
+    try:
+        final = slurm.follow("7", tail, StepOutput("fit", None, lambda block, head: blocks.append(head + block)),
+                             None)
+    finally:
+        tail.close()
+    assert final.state == "COMPLETED"
+    assert [line.split(b" | ", 1)[1] for line in b"".join(blocks).splitlines()] == [b"this job's line"]
