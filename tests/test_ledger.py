@@ -213,6 +213,17 @@ SLEEPY = {
 }
 
 
+def _stopped_mid_step(popen_lynx, cfg: Path, tmp_path: Path, *signals: int) -> tuple[subprocess.Popen, str, int]:
+    """Run `cfg` until its SLEEPY step wrote step.pid, send `signals` at once; (Lynx, its stderr, the step's pid)."""
+    proc = popen_lynx("start", "-cf", str(cfg), "-ni")
+    pidfile = tmp_path / "step.pid"
+    wait_for(lambda: pidfile.exists() and pidfile.read_text(), timeout=20)
+    for sig in signals:
+        proc.send_signal(sig)
+    _, err = proc.communicate(timeout=20)
+    return proc, err, int(pidfile.read_text())
+
+
 @pytest.mark.parametrize("step", ["printing", "silent", "leaving"],
                          ids=["step-with-output", "step-output-redirected", "step-with-a-child-outside-its-group"])
 @pytest.mark.parametrize("sig, status, recorded", [(signal.SIGINT, 130, "interrupted"),
@@ -223,12 +234,8 @@ def test_a_run_ended_from_outside_is_recorded_and_its_step_is_ended(write_config
     write_script("quick.py", "pass\n")
     write_script("sleepy.py", SLEEPY[step])
     cfg = write_config("steps:\n  - script: quick.py\n  - script: sleepy.py\n")
-    proc = popen_lynx("start", "-cf", str(cfg), "-ni")
-    pidfile = tmp_path / "step.pid"
-    wait_for(lambda: pidfile.exists() and pidfile.read_text(), timeout=20)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=20)
-    step_ended = ends(int(pidfile.read_text()), started, timeout=3)
+    proc, err, step_pid = _stopped_mid_step(popen_lynx, cfg, tmp_path, sig)
+    step_ended = ends(step_pid, started, timeout=3)
     stray = tmp_path / "stray.pid"
     stray_ended = not stray.exists() or ends(int(stray.read_text()), started, timeout=3)
     assert proc.returncode == status, err
@@ -429,12 +436,8 @@ def test_a_stop_after_a_tolerated_failure_exits_1_like_any_stop_after_a_failure(
     write_script("tolerated.py", "raise SystemExit(3)\n")
     write_script("sleepy.py", SLEEPY["printing"])
     cfg = write_config("steps:\n  - script: tolerated.py\n    continue_on_failure: true\n  - script: sleepy.py\n")
-    proc = popen_lynx("start", "-cf", str(cfg), "-ni")
-    pidfile = tmp_path / "step.pid"
-    wait_for(lambda: pidfile.exists() and pidfile.read_text(), timeout=20)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=20)
-    assert ends(int(pidfile.read_text()), started, timeout=3)
+    proc, err, step_pid = _stopped_mid_step(popen_lynx, cfg, tmp_path, signal.SIGTERM)
+    assert ends(step_pid, started, timeout=3)
     assert proc.returncode == 1, err
     [entry] = lines(default_ledger(cfg))
     assert entry["result"] == "stopped"
@@ -444,13 +447,9 @@ def test_a_double_ctrl_c_still_ends_the_step_and_the_children_that_left_its_grou
                                                                                   tmp_path, started, popen_lynx):
     write_script("sleepy.py", SLEEPY["leaving"])
     cfg = write_config("steps:\n  - script: sleepy.py\n")
-    proc = popen_lynx("start", "-cf", str(cfg), "-ni")
-    pidfile = tmp_path / "step.pid"
-    wait_for(lambda: pidfile.exists() and pidfile.read_text(), timeout=20)
-    proc.send_signal(signal.SIGINT)
-    proc.send_signal(signal.SIGINT)   # at once: while Lynx looks for the step's children, or after
-    _, err = proc.communicate(timeout=20)
+    # The second at once: while Lynx looks for the step's children, or after.
+    proc, err, step_pid = _stopped_mid_step(popen_lynx, cfg, tmp_path, signal.SIGINT, signal.SIGINT)
     stray = int((tmp_path / "stray.pid").read_text())
-    assert ends(int(pidfile.read_text()), started, timeout=3)
+    assert ends(step_pid, started, timeout=3)
     assert ends(stray, started, timeout=3), "the child outside the step's group was left running"
     assert proc.returncode == 130, err
