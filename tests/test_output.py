@@ -76,13 +76,17 @@ def test_a_huge_line_without_newline_is_flushed_instead_of_growing_memory():
     assert len(out.pending) <= MAX_PENDING
 
 
-def test_rotation_keeps_exactly_the_backup_count_and_each_file_within_size(tmp_path):
-    path = tmp_path / "lynx.log"
-    handler = open_log_file(str(path), max_bytes=1000, backup_count=2)
+def _five_hundred_lines(tmp_path, backup_count: int) -> None:
+    """Write 'line 0000' ... 'line 0499' through a 1000-byte rotating log, tmp_path/lynx.log."""
+    handler = open_log_file(str(tmp_path / "lynx.log"), max_bytes=1000, backup_count=backup_count)
     out = StepOutput("s", None, handler.write_block)
     for i in range(500):
         out.write(b"line %04d\n" % i)
     handler.close()
+
+
+def test_rotation_keeps_exactly_the_backup_count_and_each_file_within_size(tmp_path):
+    _five_hundred_lines(tmp_path, backup_count=2)
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["lynx.log", "lynx.log.1", "lynx.log.2"]
     for name in files:
@@ -224,11 +228,7 @@ def test_a_screen_that_goes_away_is_dropped_once_and_the_log_still_gets_everythi
 
 def test_with_no_backups_to_keep_the_log_starts_over_instead_of_growing(tmp_path):
     path = tmp_path / "lynx.log"
-    handler = open_log_file(str(path), max_bytes=1000, backup_count=0)
-    out = StepOutput("s", None, handler.write_block)
-    for i in range(500):
-        out.write(b"line %04d\n" % i)
-    handler.close()
+    _five_hundred_lines(tmp_path, backup_count=0)
     assert [p.name for p in tmp_path.iterdir()] == ["lynx.log"]
     text = path.read_text()
     assert 0 < len(text) <= 1000 and text.endswith("s | line 0499\n")
