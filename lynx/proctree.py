@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from typing import Callable
 
 import psutil
 
@@ -93,19 +94,20 @@ def outside_group(pid: int) -> tuple[list[psutil.Process], set[int]]:
 
 
 def terminate_each(procs: list[psutil.Process]) -> None:
-    """SIGTERM each process (psutil refuses if its pid was reused since it was looked up)."""
-    for proc in procs:
-        try:
-            proc.terminate()
-        except psutil.Error:
-            pass
+    """SIGTERM each process."""
+    _each(procs, psutil.Process.terminate)
 
 
 def kill(procs: list[psutil.Process]) -> None:
-    """SIGKILL each process (psutil refuses if its pid was reused since it was looked up)."""
+    """SIGKILL each process."""
+    _each(procs, psutil.Process.kill)
+
+
+def _each(procs: list[psutil.Process], action: Callable[[psutil.Process], None]) -> None:
+    """psutil refuses if a pid was reused since it was looked up: no stranger is signalled."""
     for proc in procs:
         try:
-            proc.kill()
+            action(proc)
         except psutil.Error:
             pass
 
