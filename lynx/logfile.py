@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import stat
 import sys
 import time
 import types
@@ -63,9 +64,10 @@ class BlockRotatingFileHandler(_handlers.RotatingFileHandler):
     def __init__(self, filename: str, max_bytes: int, backup_count: int) -> None:
         super().__init__(filename, mode="a", maxBytes=max_bytes, backupCount=backup_count,
                          encoding="utf-8", delay=False)
-        if not os.path.isfile(self.baseFilename):
-            # A device, pipe or terminal (-lf /dev/null, /dev/stderr) is written to, never rotated:
-            # rotating renames the path (as root, /dev/null itself) and puts a regular file there.
+        self.plain = _is_plain_file(self.baseFilename)
+        if not self.plain:
+            # A device, pipe, terminal or symlink (-lf /dev/null, /dev/stderr) is written to, never
+            # rotated: rotating renames the path (as root, /dev/null itself) and puts a file there.
             self.maxBytes = 0
         self.size = self.stream.tell() if self.stream and self.maxBytes else 0
         self.identity = _identity(self.baseFilename)   # of the file the stream writes to
@@ -104,19 +106,19 @@ class BlockRotatingFileHandler(_handlers.RotatingFileHandler):
         """Write to the path again when the file was deleted or replaced (`rm -r logs/`, logrotate):
         otherwise everything would go on into a file no one can see."""
         now = time.monotonic()
-        if self.stream is None or now - self.checked < CHECK_SECONDS:
-            return
+        if self.stream is None or not self.plain or now - self.checked < CHECK_SECONDS:
+            return   # (a device or pipe given as the log is left alone: reopening a FIFO could block)
         self.checked = now
         if _identity(self.baseFilename) == self.identity:
             return
         self.stream.close()
-        self.stream = None
+        self.stream = None   # if it cannot be opened now, the next write tries again
         self.size = 0
-        if self.notify is not None:
-            self.notify(f"the log file {self.baseFilename} was removed or replaced; writing a new one")
         self.stream = self._open()
         if self.maxBytes:
             self.size = self.stream.tell()
+        if self.notify is not None:
+            self.notify(f"the log file {self.baseFilename} was removed or replaced; writing a new one")
 
     def doRollover(self) -> None:
         """Rotate the files and start counting the new one from zero.
@@ -252,3 +254,11 @@ def _identity(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
+
+
+def _is_plain_file(path: str) -> bool:
+    """A regular file itself, not a symlink (/dev/stderr -> /proc/self/fd/2 -> a file under `2> err.log`)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False

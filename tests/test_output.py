@@ -346,17 +346,21 @@ def test_logging_handlers_network_and_queue_handlers_still_work_once_lynx_logfil
     assert out.stdout.strip() == "[] True x True module", out.stderr
 
 
-def test_a_log_that_is_not_a_regular_file_is_written_to_but_never_rotated(tmp_path, write_config):
-    # -lf /dev/null as root must never rename /dev/null: here a symlink to it stands in.
+@pytest.mark.parametrize("target", ["device", "regular file"])
+def test_a_log_that_is_not_a_regular_file_is_written_to_but_never_rotated(tmp_path, write_config, target):
+    # -lf /dev/null or /dev/stderr (a symlink, to a file under `2> err.log`) as root must never rename
+    # them: here symlinks in tmp_path stand in.
     link = tmp_path / "lynx.log"
-    link.symlink_to(os.devnull)
+    link.symlink_to(os.devnull if target == "device" else tmp_path / "err.log")
     config = write_config("steps:\n  - command: [{py}, -c, \"[print('x' * 99) for _ in range(500)]\"]\n")
     out = subprocess.run([sys.executable, "-m", "lynx", "start", "-cf", str(config), "-lf", str(link),
                           "-ls", "2000", "-lbc", "2"], capture_output=True, text=True, timeout=30, cwd=tmp_path,
                          env=lynx_env(), check=False)
     assert out.returncode == 0, out.stderr
-    assert link.is_symlink() and os.readlink(link) == os.devnull
+    assert link.is_symlink() and os.readlink(link) == (os.devnull if target == "device" else str(tmp_path / "err.log"))
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("lynx.log")) == ["lynx.log"]
+    if target == "regular file":
+        assert (tmp_path / "err.log").read_text().count("python | " + "x" * 99) == 500   # nothing lost
 
 
 def test_a_log_file_deleted_or_its_directory_removed_mid_run_is_written_again(tmp_path, monkeypatch):
