@@ -132,6 +132,7 @@ def run_pipeline(steps: Sequence[Step], output_for: OutputFactory,
     result = RunResult()
     index = 0
     earlier_attempts = 0   # of a step rerun from the dialog: the record counts every attempt
+    rerun = False          # the pipeline was started over from the dialog: a step had failed
     while index < len(steps):
         step = steps[index]
         step_started = time.monotonic()
@@ -144,7 +145,7 @@ def run_pipeline(steps: Sequence[Step], output_for: OutputFactory,
             outcome.duration, outcome.returncode = time.monotonic() - step_started, None
             outcome.reason = stop_reason(exc)
             # A failure before it counts (a continue_on_failure step, or this one before its rerun).
-            run_failed = earlier_attempts > 0 or not all(earlier.ok for earlier in result.steps)
+            run_failed = rerun or earlier_attempts > 0 or not all(earlier.ok for earlier in result.steps)
             result.steps.append(outcome)
             raise StepInterrupted(step, index, len(steps), result, run_failed) from exc
         outcome.attempts += earlier_attempts
@@ -162,7 +163,7 @@ def run_pipeline(steps: Sequence[Step], output_for: OutputFactory,
         if choice == "abort":
             break
         if choice == "pipeline":
-            result, index = RunResult(), 0
+            result, index, rerun = RunResult(), 0, True
         else:  # "step": the rerun's result replaces the failed one, its attempts added
             earlier_attempts = result.steps.pop().attempts
     return result
@@ -215,18 +216,20 @@ def run_process(step: Step, output: StepOutput, env: Mapping[str, str]) -> tuple
     except OSError as exc:
         return None, f"could not start: {exc.strerror or exc}"
     deadline = time.monotonic() + step.timeout if step.timeout else None
+    timed_out = False
     try:
         ended = stream(proc, output, deadline)
         # A step may stop writing to the pipe (EOF) long before it exits: keep waiting, within the deadline.
         timed_out = ended == TIMED_OUT or _wait(proc, deadline)
         if timed_out:
-            end_step(proc, output)
+            end_step(proc, output)   # interrupted, it has still ended the step: not twice
         elif not end_leftovers(step.name, proc.pid, holding_output=ended == LEFTOVERS) and ended == LEFTOVERS:
             log.warning("step '%s' exited, but a process outside its group (setsid?) still holds its output: "
                         "Lynx stops reading it, and its next write may kill it (SIGPIPE); give such a process "
                         "its own output, e.g. `> serve.log 2>&1`", step.name)
     except BaseException:
-        end_step(proc, output)
+        if not timed_out:
+            end_step(proc, output)
         raise
     finally:
         output.close()

@@ -79,14 +79,15 @@ def test_a_step_stopped_during_its_retries_is_recorded_with_the_attempts_it_star
     assert (step.attempts, step.reason, stopped.value.run_failed) == (3, "interrupted by Ctrl+C", False)
 
 
-def test_a_stop_during_a_rerun_from_the_dialog_counts_the_failure_before_it(tmp_path):
+@pytest.mark.parametrize("choice, attempts", [("step", 2), ("pipeline", 1)])
+def test_a_stop_during_a_rerun_from_the_dialog_counts_the_failure_before_it(tmp_path, choice, attempts):
     flag = tmp_path / "failed-once"
     code = (f"import os,pathlib,signal,sys,time; p=pathlib.Path({str(flag)!r}); again=p.exists(); p.touch();"
             "again or sys.exit(1); os.kill(os.getppid(), signal.SIGINT); time.sleep(60)")
     with pytest.raises(StepInterrupted) as stopped:
-        run_pipeline([py_step("flaky", code)], Sink(), on_failure=lambda failed: "step")
+        run_pipeline([py_step("flaky", code)], Sink(), on_failure=lambda failed: choice)
     [step] = stopped.value.result.steps
-    assert (step.attempts, stopped.value.run_failed) == (2, True)   # a stop now exits 1, as at the dialog
+    assert (step.attempts, stopped.value.run_failed) == (attempts, True)   # a stop now exits 1, as at the dialog
 
 
 def test_rerunning_the_pipeline_starts_again_from_the_first_step(tmp_path):
@@ -226,6 +227,20 @@ def test_what_a_step_says_as_it_is_stopped_still_reaches_the_log():
     assert result.steps[0].reason == "timed out after 1 s"
     assert [line.split(" | ")[1] for line in sink.text.splitlines()] == ["training", "saving a checkpoint",
                                                                         "checkpoint saved"]
+
+
+def test_a_ctrl_c_during_a_timed_out_steps_grace_ends_it_once(monkeypatch):
+    # The step answers SIGTERM by pressing Ctrl+C on Lynx (here: pytest) and goes on.
+    from lynx import ending
+
+    sent = []
+    real = ending.signal_group
+    monkeypatch.setattr(ending, "signal_group", lambda pgid, sig: sent.append(sig) or real(pgid, sig))
+    code = ("import os,signal,time; signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getppid(), "
+            "signal.SIGINT)); print('ready', flush=True); time.sleep(60)")
+    with pytest.raises(StepInterrupted):
+        run_pipeline([py_step("stubborn", code, timeout=2)], Sink())
+    assert sent == [signal.SIGTERM, signal.SIGKILL]   # not a second round at a group already gone
 
 
 def test_a_step_that_cannot_start_is_a_failed_step_not_a_crash(tmp_path):
