@@ -90,10 +90,11 @@ def is_daemon_child() -> bool:
 
 def _check_it_fires(config: Config, schedule) -> None:
     """A schedule to follow that never fires again is an error now, not a daemon that quietly ends."""
-    if schedule.next_fire(datetime.now(timezone.utc)) is not None:
+    now = datetime.now(timezone.utc)
+    if schedule.next_fire(now) is not None:
         return
     cron = config.cron
-    if "end_date" in cron.values:
+    if schedule.end_date is not None and schedule.end_date <= now:
         where, passed = cron.where("end_date"), f" ({cron.values['end_date']} has passed)"
     else:
         where, passed = f"{cron.source}:{cron.line}: cron", ""

@@ -433,3 +433,11 @@ def test_following_a_schedule_that_never_fires_again_is_an_error_and_starts_noth
     assert result.stderr.strip() == (f"lynx: error: {cfg}:3: cron.end_date: the schedule never fires again "
                                      "(2020-01-01 has passed); nothing to run (`lynx check` shows the fire times)")
     assert not (tmp_path / "p.json").exists() and not (tmp_path / ".lynx").exists()
+
+
+
+def test_a_schedule_that_never_fires_blames_its_end_date_only_when_that_has_passed(run_lynx, write_config):
+    cfg = write_config("cron:\n  month: 2\n  day: 30\n  end_date: '2035-01-01'\nsteps:\n  - command: [{py}, -c, pass]\n")
+    result = run_lynx("start", "-cf", str(cfg), "-ni", "-lf", "")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"lynx: error: {cfg}:1: cron: the schedule never fires again; nothing to run")
