@@ -258,8 +258,9 @@ def cancel(job: str, name: str, tail: _Tail | None = None, output: StepOutput | 
         client(["scancel", job])
     except SlurmError as exc:
         log.warning("step '%s': scancel %s failed: %s", name, job, exc)
-    while not state(job).ended:
+    while not (now := state(job)).ended:
         if tail is not None:
+            tail.started = tail.started or now.state not in NOT_STARTED   # it may have left the queue since
             try:
                 tail.pump(output)
             except OSError:   # cannot read it any more: the cancel matters more
@@ -270,6 +271,7 @@ def cancel(job: str, name: str, tail: _Tail | None = None, output: StepOutput | 
             return
         time.sleep(POLL_SECONDS / 2)
     if tail is not None:
+        tail.started = tail.started or now.state not in NOT_STARTED
         time.sleep(READ_SECONDS)  # the node may still be flushing the file's last bytes
         with contextlib.suppress(OSError):
             tail.pump(output)
