@@ -14,8 +14,8 @@ STOPS = {signal.SIGINT, signal.SIGTERM} | ({signal.SIGHUP} if hasattr(signal, "S
 def held() -> Iterator[None]:
     """Hold SIGINT, SIGTERM and SIGHUP while inside; they are delivered (and raise) on the way out.
 
-    A process started inside inherits the blocked signals and keeps them across exec: start none
-    there but a short-lived client. Where threads' signal masks do not exist (Windows), nothing is held.
+    A process started inside would inherit the blocked signals and keep them across exec: start
+    none there. Where threads' signal masks do not exist (Windows), nothing is held.
     """
     if not hasattr(signal, "pthread_sigmask"):
         yield

@@ -20,7 +20,6 @@ from typing import NamedTuple
 
 from lynx.config import SLURM_OPTIONS, Step
 from lynx.output import CHUNK, StepOutput
-from lynx.sigmask import held
 
 log = logging.getLogger("lynx")
 
@@ -28,6 +27,7 @@ log = logging.getLogger("lynx")
 NOT_STARTED = {"PENDING", "CONFIGURING", "UNKNOWN", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"}
 POLL_SECONDS = 0.5      # how often the job's state is asked for (one scontrol call each)
 READ_SECONDS = 0.1      # how often the output file is read for new bytes
+STOP_WAIT = 10.0        # a stop while sbatch runs: how long it may take still to say its job id
 CLIENT_TIMEOUT = 60.0   # a Slurm client that hangs this long (controller unreachable) is given up on
 CANCEL_WAIT = 60.0      # after scancel, how long to wait for Slurm to report the job ended
 # States after which a job never runs again; anything else (PENDING, RUNNING, COMPLETING, ...) is waited on.
@@ -92,8 +92,7 @@ def run_job(step: Step, output: StepOutput, env: Mapping[str, str], directory: P
     job, tail = None, None
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        with held():  # a stop arriving mid-submit waits until the job id is known (sbatch is brief)
-            job = submit(argv, env)
+        job = submit(argv, env, step.name)
         tail = _Tail(directory / output_name(step, job))
         log.info("step '%s': submitted Slurm job %s (output %s)", step.name, job, tail.path)
         output.tag = f"{step.name} [job {job}]".encode("utf-8", "replace")
@@ -127,13 +126,48 @@ def outcome(final: JobState, job: str) -> tuple[int | None, str]:
     return None, f"Slurm job {job} {final.state}: {WHY.get(final.state, final.state.lower())}"
 
 
-def submit(argv: list[str], env: Mapping[str, str]) -> str:
-    """Run sbatch; the job id, or SlurmError with sbatch's own message."""
-    done = client(argv, env)
-    job = done.stdout.strip().split(";")[0]  # --parsable: "ID" or "ID;CLUSTER"
-    if not job.isdigit():
-        raise SlurmError(f"sbatch printed no job id: {done.stdout.strip()!r}")
+def submit(argv: list[str], env: Mapping[str, str], name: str) -> str:
+    """Run sbatch; the job id, or SlurmError with sbatch's own message.
+
+    A stop (Ctrl+C, SIGTERM) while sbatch waits for a slow controller lets it finish, for up to
+    STOP_WAIT s, and cancels the job it queued before the stop goes on: none is left unknown.
+    A second stop gives up on it.
+    """
+    try:
+        proc = subprocess.Popen(argv, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+    except FileNotFoundError as exc:
+        raise SlurmError(_NOT_FOUND.format(argv[0])) from exc
+    with proc:
+        try:
+            out, err = proc.communicate(timeout=CLIENT_TIMEOUT)
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            raise SlurmError(_NO_ANSWER.format(argv[0], CLIENT_TIMEOUT)) from exc
+        except BaseException:
+            try:
+                job = _job_id(proc.communicate(timeout=STOP_WAIT)[0])
+            except BaseException:   # no answer in time, or a second stop
+                proc.kill()
+                raise
+            if proc.returncode == 0 and job:
+                cancel(job, name)
+            raise
+    if proc.returncode != 0:
+        raise SlurmError(f"{argv[0]} failed: {_message(err or out) or proc.returncode}")
+    job = _job_id(out)
+    if not job:
+        raise SlurmError(f"sbatch printed no job id: {out.strip()!r}")
     return job
+
+
+def _job_id(out: str) -> str | None:
+    job = out.strip().split(";")[0]  # --parsable: "ID" or "ID;CLUSTER"
+    return job if job.isdigit() else None
+
+
+_NOT_FOUND = "{} not found on PATH; install Slurm's client tools on this machine or set `executor: local`"
+_NO_ANSWER = "{} did not answer within {:g} s; is the Slurm controller reachable?"
 
 
 def client(argv: list[str], env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -142,11 +176,9 @@ def client(argv: list[str], env: Mapping[str, str] | None = None) -> subprocess.
         done = subprocess.run(argv, env=dict(env) if env is not None else None, stdin=subprocess.DEVNULL,
                               check=False, capture_output=True, text=True, timeout=CLIENT_TIMEOUT, start_new_session=True)
     except FileNotFoundError as exc:
-        raise SlurmError(f"{argv[0]} not found on PATH; install Slurm's client tools on this machine "
-                         "or set `executor: local`") from exc
+        raise SlurmError(_NOT_FOUND.format(argv[0])) from exc
     except subprocess.TimeoutExpired as exc:
-        raise SlurmError(f"{argv[0]} did not answer within {CLIENT_TIMEOUT:g} s; is the Slurm controller "
-                         "reachable?") from exc
+        raise SlurmError(_NO_ANSWER.format(argv[0], CLIENT_TIMEOUT)) from exc
     if done.returncode != 0:
         raise SlurmError(f"{argv[0]} failed: {_message(done.stderr or done.stdout) or done.returncode}")
     return done

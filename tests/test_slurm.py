@@ -7,8 +7,10 @@ when Slurm's client tools are missing or the cluster does not answer.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -312,3 +314,26 @@ def test_a_file_left_with_the_jobs_output_name_is_not_read_as_its_output(tmp_pat
         tail.close()
     assert final.state == "COMPLETED"
     assert [line.split(b" | ", 1)[1] for line in b"".join(blocks).splitlines()] == [b"this job's line"]
+
+
+@cluster
+def test_ctrl_c_while_sbatch_waits_on_the_controller_cancels_the_job_it_queued(write_config, job_name, tmp_path,
+                                                                               started):
+    # A slow controller: sbatch has queued the job but not yet said its id when Ctrl+C comes.
+    slow = tmp_path / "bin" / "sbatch"
+    slow.parent.mkdir()
+    slow.write_text(f"#!/bin/sh\nout=$({shutil.which('sbatch')} \"$@\")\ntouch {tmp_path}/queued\nsleep 3\n"
+                    "echo \"$out\"\n")
+    slow.chmod(0o755)
+    cfg = slurm_pipeline(write_config, job_name, "import time\ntime.sleep(300)\n")
+    proc = subprocess.Popen([sys.executable, "-m", "lynx", "start", "-cf", str(cfg), "-ni"], cwd=tmp_path,
+                            env=lynx_env(PATH=f"{slow.parent}{os.pathsep}{os.environ['PATH']}"),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started.add(proc.pid)
+    wait_for(lambda: (tmp_path / "queued").exists(), timeout=30)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    [job] = re.findall(r"cancelling Slurm job (\d+)", err)
+    assert f"Slurm job {job} ended" in err
+    assert jobs(job_name) == []
