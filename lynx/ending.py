@@ -46,7 +46,7 @@ def end_leftovers(name: str, pgid: int, holding_output: bool = False) -> bool:
     return bool(left)
 
 
-def end_step(proc: subprocess.Popen, output: StepOutput | None = None, grace: float | None = None) -> None:
+def end_step(proc: subprocess.Popen, output: StepOutput | None = None) -> None:
     """End a step Lynx stops (timeout, Ctrl+C, SIGTERM): its process group and the descendants that
     moved to groups of their own (coreutils `timeout`, `set -m` scripts); SIGTERM, a grace period
     (GRACE_SECONDS), then SIGKILL. A second Ctrl+C cuts the grace short, never the rest.
@@ -58,7 +58,7 @@ def end_step(proc: subprocess.Popen, output: StepOutput | None = None, grace: fl
         proc.kill()
         proc.wait()
         return
-    grace = GRACE_SECONDS if grace is None else grace
+    grace = GRACE_SECONDS
     strays, stray_groups = [], set()
     try:
         with held():   # a second Ctrl+C here would leave the strays unknown, so unkilled
@@ -84,7 +84,7 @@ def end_step(proc: subprocess.Popen, output: StepOutput | None = None, grace: fl
             # nor anything that joined a stray's group meanwhile.
             signal_group(proc.pid, signal.SIGKILL)
             if strays:
-                proctree.kill(strays + proctree.group_members(stray_groups, strays))
+                proctree.kill(strays + proctree.group_members(proctree.still_ours(stray_groups, strays), strays))
         proc.wait()
 
 

@@ -93,6 +93,24 @@ def outside_group(pid: int) -> tuple[list[psutil.Process], set[int]]:
     return strays, {groups[p.pid] for p in strays} - {pgid(0)}
 
 
+def end_new_sessions() -> None:
+    """SIGKILL the process group of each child of Lynx that leads a session of its own, as a step
+    does: for a stop landing inside Popen after the fork, before the step was handed over."""
+    for child in psutil.Process().children():
+        try:
+            if os.getsid(child.pid) == child.pid:
+                os.killpg(child.pid, signal.SIGKILL)
+        except (OSError, psutil.Error):
+            pass
+
+
+def still_ours(groups: set[int], strays: list[psutil.Process]) -> set[int]:
+    """The `groups` (looked up with `strays`) whose number no new process group can have taken: a
+    group's number is its leader's pid, so it is ours while that pid is gone or still our stray."""
+    ours = {p.pid: p for p in strays}
+    return {g for g in groups if not psutil.pid_exists(g) or (g in ours and ours[g].is_running())}
+
+
 def terminate_each(procs: list[psutil.Process]) -> None:
     """SIGTERM each process."""
     _each(procs, psutil.Process.terminate)

@@ -269,8 +269,13 @@ def start(step: Step, lynx_env: Mapping[str, str]) -> subprocess.Popen:
             _restore(changes)
         return proc
     except BaseException:
-        if proc is not None:   # stopped between its start and our return: nobody else could end it
+        # Stopped between the fork and our return: nobody else could end the step.
+        if proc is not None:
             end_step(proc)
+        else:   # inside Popen, after the fork (rare): the step may run, in a session of its own
+            from lynx.proctree import end_new_sessions  # psutil: only on this path
+
+            end_new_sessions()
         raise
 
 

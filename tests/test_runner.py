@@ -217,6 +217,41 @@ def test_a_stop_landing_right_after_a_step_started_ends_that_step(monkeypatch):
     assert len(started) == 1 and started[0].returncode is not None   # ended and reaped
 
 
+def test_a_stop_landing_inside_popen_after_the_fork_ends_the_step_it_started(monkeypatch):
+    # Popen raises with the child running and no Popen object to end it with.
+    import _posixsubprocess
+
+    from lynx import runner
+
+    forked = []
+    holder, name = (subprocess, "_fork_exec") if hasattr(subprocess, "_fork_exec") else (_posixsubprocess, "fork_exec")
+    real = getattr(holder, name)
+
+    def fork_then_interrupted(*args, **kwargs):
+        forked.append(real(*args, **kwargs))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(holder, name, fork_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        runner.start(py_step("slow", "import time; time.sleep(60)"), {})
+    monkeypatch.undo()
+    assert len(forked) == 1
+    ended = []
+
+    def reaped() -> bool:
+        pid, status = os.waitpid(forked[0], os.WNOHANG)
+        ended.append(status)
+        return pid != 0
+
+    try:
+        assert wait_for(reaped, timeout=5)
+        assert os.WTERMSIG(ended[-1]) == signal.SIGKILL   # killed, not left running unseen
+    finally:
+        if not gone(forked[0]):
+            os.kill(forked[0], signal.SIGKILL)
+            os.waitpid(forked[0], 0)
+
+
 def test_what_a_step_says_as_it_is_stopped_still_reaches_the_log():
     code = ("import signal,sys,time\n"
             "def stop(*_):\n    print('saving a checkpoint', flush=True); time.sleep(0.2)\n"
