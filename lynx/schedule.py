@@ -116,7 +116,7 @@ def run_loop(schedule: Schedule, run_once: RunOnce, clock: Clock, keep_running: 
         fire_at = _utc(due) + timedelta(seconds=rng.uniform(0, schedule.jitter) if schedule.jitter else 0)
         if not clock.sleep_until(fire_at):
             log.info("end of input: stopped while waiting for %s", _fmt(due))
-            return 0
+            return 1 if failed else 0   # the schedule ends here: as at its end_date
         woke = _utc(clock.now())
         late = (woke - fire_at).total_seconds()
         if woke - fire_at > MISFIRE_GRACE:

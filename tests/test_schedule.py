@@ -223,3 +223,16 @@ def test_with_keep_running_a_schedule_that_ends_after_a_failed_run_exits_1(fake_
         status = drive(EverySeconds(10, end=T0 + timedelta(seconds=20)), runs, fake_clock, keep_running=True)
     assert (status, len(runs.due)) == (1, 3)
     assert "the schedule has no more fire times; done, 1 run failed" in caplog.text
+
+
+
+def test_with_keep_running_ctrl_d_after_a_failed_run_exits_1(fake_clock):
+    class EndOfInputAfterTwoWaits(type(fake_clock)):
+        def sleep_until(self, when):
+            super().sleep_until(when)
+            return len(self.waits) < 3
+
+    clock = EndOfInputAfterTwoWaits(T0)
+    runs = Runs(clock, results=[False, True])
+    assert drive(EverySeconds(10), runs, clock, keep_running=True) == 1
+    assert len(runs.due) == 2
