@@ -183,11 +183,12 @@ def _leaves_its_group(pidfile: Path, how: str) -> str:
 @pytest.mark.parametrize("how", ["preexec_fn=os.setpgrp", "start_new_session=True"])
 def test_a_timed_out_step_takes_the_children_that_left_its_group_with_it(tmp_path, how):
     pidfile = tmp_path / "stray.pid"
-    result = run_pipeline([py_step("hang", _leaves_its_group(pidfile, how), timeout=1.5)], Sink())
+    # 3 s: time for Python to start it, and its child, even on a loaded machine.
+    result = run_pipeline([py_step("hang", _leaves_its_group(pidfile, how), timeout=3)], Sink())
     assert pidfile.exists(), "the step did not start its child within its timeout: nothing to check"
     stray = int(pidfile.read_text())
     try:
-        assert result.steps[0].reason == "timed out after 1.5 s"
+        assert result.steps[0].reason == "timed out after 3 s"
         assert wait_for(lambda: gone(stray), timeout=5)
     finally:
         if not gone(stray):
@@ -258,8 +259,8 @@ def test_what_a_step_says_as_it_is_stopped_still_reaches_the_log():
             "    print('checkpoint saved', flush=True); sys.exit(143)\n"
             "signal.signal(signal.SIGTERM, stop); print('training', flush=True); time.sleep(60)")
     sink = Sink()
-    result = run_pipeline([py_step("train", code, timeout=1)], sink)
-    assert result.steps[0].reason == "timed out after 1 s"
+    result = run_pipeline([py_step("train", code, timeout=3)], sink)   # time to set its handler up
+    assert result.steps[0].reason == "timed out after 3 s"
     assert [line.split(" | ")[1] for line in sink.text.splitlines()] == ["training", "saving a checkpoint",
                                                                         "checkpoint saved"]
 
@@ -274,7 +275,7 @@ def test_a_ctrl_c_during_a_timed_out_steps_grace_ends_it_once(monkeypatch):
     code = ("import os,signal,time; signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getppid(), "
             "signal.SIGINT)); print('ready', flush=True); time.sleep(60)")
     with pytest.raises(StepInterrupted):
-        run_pipeline([py_step("stubborn", code, timeout=2)], Sink())
+        run_pipeline([py_step("stubborn", code, timeout=3)], Sink())   # time to set its handler up
     assert sent == [signal.SIGTERM, signal.SIGKILL]   # not a second round at a group already gone
 
 
