@@ -413,7 +413,7 @@ def test_a_schedule_started_with_an_ampersand_keeps_running_when_the_user_types_
         shell.expect(r"pid=(\d+)")
         pid = int(shell.match.group(1))
         started.add(pid)
-        wait_for(lambda: "next run at" in out.read_text(), timeout=15)
+        wait_for(lambda: out.exists() and "next run at" in out.read_text(), timeout=15)
         shell.sendline("sleep 1")                 # a foreground job; the user types ahead meanwhile
         shell.send("typed ahead\n")
         shell.sendline("jobs -l")
