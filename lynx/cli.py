@@ -29,7 +29,8 @@ Commands:
 
 Options:
   -cf, --config-file FILE       The pipeline's YAML config [default: conf/config.yaml].
-  -lf, --log-file FILE          Also write everything to FILE (appended, rotated).
+  -lf, --log-file FILE          Also write everything to FILE (appended; rotated unless a
+                                symlink, device or pipe such as /dev/stderr).
   -ll, --log-level LEVEL        Level of Lynx's own lines on the screen: DEBUG, INFO, WARNING,
                                 ERROR or CRITICAL [default: INFO].
   -ls, --log-size BYTES         Rotate the log file when it would pass BYTES [default: 2097152].
