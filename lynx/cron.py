@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterBadDateError, croniter
 
 from lynx.errors import ConfigError, LynxError
-from lynx.yamlsafe import clip, is_seconds
+from lynx.yamlsafe import clip, exponent_hint, is_seconds
 
 KEYS = ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second",
         "start_date", "end_date", "timezone", "jitter")
@@ -464,8 +464,9 @@ def _jitter(value: Any, where: Callable[[str], str]) -> float | None:
     if value is None:
         return None
     if not is_seconds(value, positive=False):
+        hint = exponent_hint(value, lambda n: is_seconds(n, positive=False)) if isinstance(value, str) else ""
         raise ConfigError(f"{where('jitter')}: {_shown(value)} is not valid; give a number of seconds >= 0 "
-                          "(at most ten years)")
+                          f"(at most ten years){hint}")
     return float(value)
 
 

@@ -289,9 +289,8 @@ def typed(entry: Entry | None, path: str, ctx: Context, expected: str, accepts: 
     value = ctx.scalar(entry[1]) if entry[1].id == "scalar" else None
     if entry[1].id != "scalar" or not accepts(value):
         got = describe(entry[1], ctx)
-        number = _float_spelling(entry[1])
-        if number and accepts(float(number)):   # 1e3 where a float would do: say how YAML reads one
-            got = f"{got[:-1]}; YAML reads a number in that form as text: write {number})"
+        if entry[1].id == "scalar" and not entry[1].style:   # plain (libyaml: ""): 1e3, not "1e3"
+            got = f"{got[:-1]}{exponent_hint(entry[1].value, accepts)})"
         ctx.fail(entry[0], path, f"expected {expected}, got {got}")
     return value
 
@@ -333,13 +332,18 @@ def describe(node: Node, ctx: Context) -> str:
 _EXPONENT_FORM = re.compile(r"([-+]?)([0-9]*)(?:\.([0-9]*))?[eE]([-+]?)([0-9]+)")
 
 
-def _float_spelling(node: Node) -> str | None:
-    """How to write a plain scalar like 1e3 so that YAML reads it as a float (1.0e+3); None if it is
-    no such scalar. (Plain: its style is None, or "" from libyaml.)"""
-    match = _EXPONENT_FORM.fullmatch(node.value) if node.id == "scalar" and not node.style else None
+def float_spelling(text: str) -> str | None:
+    """How to write text like 1e3 so that YAML reads it as a float (1.0e+3); None if it is no such text."""
+    match = _EXPONENT_FORM.fullmatch(text)
     if not match or not (match[2] or match[3]):
         return None
     return f"{match[1]}{match[2] or 0}.{match[3] or 0}e{match[4] or '+'}{match[5]}"
+
+
+def exponent_hint(text: str, accepts: Callable[[Any], bool]) -> str:
+    """'; YAML reads a number in that form as text: write 1.0e+3' where that number would be accepted."""
+    number = float_spelling(text)
+    return f"; YAML reads a number in that form as text: write {number}" if number and accepts(float(number)) else ""
 
 
 def clip(text: str) -> str:
