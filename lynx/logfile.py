@@ -64,8 +64,7 @@ class BlockRotatingFileHandler(_handlers.RotatingFileHandler):
     def __init__(self, filename: str, max_bytes: int, backup_count: int) -> None:
         super().__init__(filename, mode="a", maxBytes=max_bytes, backupCount=backup_count,
                          encoding="utf-8", delay=False)
-        self.plain = _is_plain_file(self.baseFilename)
-        if not self.plain:
+        if not self.plain:   # (_open saw it; RotatingFileHandler set maxBytes after)
             # A device, pipe, terminal or symlink (-lf /dev/null, /dev/stderr) is written to, never
             # rotated: rotating renames the path (as root, /dev/null itself) and puts a file there.
             self.maxBytes = 0
@@ -97,9 +96,18 @@ class BlockRotatingFileHandler(_handlers.RotatingFileHandler):
             super().handleError(record)
 
     def _open(self):  # a text stream, as logging.FileHandler's
-        """Open the file (at start, after a rotation, after it was removed) and note which it is."""
-        stream = super()._open()
+        """Open the file (at start, after a rotation, after it was removed) and note what it is.
+
+        Never waits: a FIFO with no reader is an error (ENXIO), not a run stuck in open(). What is
+        not a regular file itself (a symlink or FIFO put there mid-run, too) is never rotated.
+        """
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o666)
+        os.set_blocking(fd, True)
+        stream = open(fd, self.mode, encoding=self.encoding, errors=self.errors)  # noqa: SIM115 (kept open)
         self.identity = _identity(self.baseFilename)
+        self.plain = _is_plain_file(self.baseFilename)
+        if not self.plain:
+            self.maxBytes = 0
         return stream
 
     def _reopen_if_replaced(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -92,7 +93,8 @@ def open_log_file(path: str, max_bytes: int, backup_count: int) -> BlockRotating
     except FileExistsError as exc:   # mkdir met a file where a directory should be
         raise UsageError(f"cannot open log file {path}: {exc.filename} is not a directory") from exc
     except OSError as exc:
-        raise UsageError(f"cannot open log file {path}: {exc.strerror or exc}") from exc
+        why = "a FIFO with no reader" if exc.errno == errno.ENXIO else exc.strerror or exc
+        raise UsageError(f"cannot open log file {path}: {why}") from exc
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter(FILE_FORMAT, DATE_FORMAT))
     return handler

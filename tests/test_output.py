@@ -388,3 +388,38 @@ def test_a_log_file_deleted_or_its_directory_removed_mid_run_is_written_again(tm
     finally:
         handler.close()
     assert told[0] == f"the log file {path} was removed or replaced; writing a new one"
+
+
+@pytest.mark.parametrize("put_there", ["a FIFO with no reader", "a symlink"])
+def test_a_log_path_replaced_mid_run_by_a_fifo_or_a_symlink_never_blocks_nor_rotates(tmp_path, monkeypatch,
+                                                                                   put_there):
+    from lynx import logfile
+
+    monkeypatch.setattr(logfile, "CHECK_SECONDS", 0)
+    path, target = tmp_path / "lynx.log", tmp_path / "elsewhere.log"
+    handler = open_log_file(str(path), 200, 2)
+    try:
+        handler.write_block(b"s | before\n")
+        path.unlink()
+        if put_there == "a symlink":
+            path.symlink_to(target)
+        else:
+            os.mkfifo(path)
+        for i in range(20):   # ten times the log size: rotations would be due
+            handler.write_block(b"s | after %02d\n" % i)
+    finally:
+        handler.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["lynx.log"] + ["elsewhere.log"] * (
+        put_there == "a symlink"))
+    if put_there == "a symlink":
+        assert path.is_symlink() and target.read_bytes().count(b"s | after") == 20
+
+
+
+def test_a_fifo_with_no_reader_as_the_log_is_an_error_at_once_not_a_hang(tmp_path, write_config):
+    fifo = tmp_path / "log.fifo"
+    os.mkfifo(fifo)
+    config = write_config("steps:\n  - command: [{py}, -c, pass]\n")
+    out = subprocess.run([sys.executable, "-m", "lynx", "start", "-cf", str(config), "-lf", str(fifo)],
+                         capture_output=True, text=True, timeout=30, cwd=tmp_path, env=lynx_env(), check=False)
+    assert (out.returncode, out.stderr.strip()) == (2, f"lynx: error: cannot open log file {fifo}: a FIFO with no reader")
