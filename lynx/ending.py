@@ -80,6 +80,14 @@ def end_step(proc: subprocess.Popen, output: StepOutput | None = None) -> None:
         pass
     finally:
         with held():
+            if proc.poll() is None:
+                from lynx import proctree
+
+                # What the step started in a group of its own during the grace (a `setsid` in its
+                # SIGTERM trap) is found only now, while the step is still there to lead to it.
+                later, later_groups = proctree.outside_group(proc.pid)
+                strays += [p for p in later if p not in strays]
+                stray_groups |= later_groups
             # Grandchildren stay in the group after the leader exits: make sure none is left,
             # nor anything that joined a stray's group meanwhile.
             signal_group(proc.pid, signal.SIGKILL)

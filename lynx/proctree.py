@@ -98,10 +98,13 @@ def end_new_sessions() -> None:
     does: for a stop landing inside Popen after the fork, before the step was handed over."""
     for child in psutil.Process().children():
         try:
-            if os.getsid(child.pid) == child.pid:
-                os.killpg(child.pid, signal.SIGKILL)
+            if os.getsid(child.pid) != child.pid:
+                continue
+            strays, _ = outside_group(child.pid)   # what it started already, in groups of their own
+            os.killpg(child.pid, signal.SIGKILL)
         except (OSError, psutil.Error):
-            pass
+            continue
+        kill(strays)
 
 
 def still_ours(groups: set[int], strays: list[psutil.Process]) -> set[int]:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import gone, wait_for
+from conftest import gone, lynx_env, wait_for
 
 from lynx.config import Step
 from lynx.output import StepOutput
@@ -279,6 +279,26 @@ def test_a_ctrl_c_during_a_timed_out_steps_grace_ends_it_once(monkeypatch):
     assert sent == [signal.SIGTERM, signal.SIGKILL]   # not a second round at a group already gone
 
 
+def test_what_a_step_starts_in_a_session_of_its_own_while_being_stopped_is_ended_too(tmp_path, monkeypatch):
+    from lynx import ending
+
+    monkeypatch.setattr(ending, "GRACE_SECONDS", 1.0)
+    pidfile = tmp_path / "late.pid"
+    code = ("import os,signal,subprocess,sys,time\n"
+            "def late(*_):\n    c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],"
+            " start_new_session=True)\n"
+            f"    open({str(pidfile)!r}, 'w').write(str(c.pid))\n"
+            "signal.signal(signal.SIGTERM, late); time.sleep(60)")   # and goes on, ignoring the stop
+    result = run_pipeline([py_step("stubborn", code, timeout=3)], Sink())
+    assert result.steps[0].reason == "timed out after 3 s"
+    late = int(pidfile.read_text())
+    try:
+        assert wait_for(lambda: gone(late), timeout=5)
+    finally:
+        if not gone(late):
+            os.kill(late, signal.SIGKILL)
+
+
 def test_a_step_that_cannot_start_is_a_failed_step_not_a_crash(tmp_path):
     step = Step(name="gone", argv=(str(tmp_path / "missing"),), line=1)
     result = run_pipeline([step], Sink())
@@ -488,3 +508,24 @@ def test_a_process_outside_the_group_holding_the_output_is_named_not_killed(tmp_
         assert "a process outside its group (setsid?) still holds its output" in lynx_warnings[0]
     finally:
         os.kill(server, signal.SIGKILL)
+
+
+def test_ending_a_step_lost_inside_popen_ends_what_it_started_in_sessions_of_its_own(tmp_path):
+    # In a process of its own: end_new_sessions() ends every session-leading child of the caller.
+    pidfile = tmp_path / "grandchild.pid"
+    step = ("import subprocess,sys,time; c=subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)'],"
+            f" start_new_session=True); open({str(pidfile)!r},'w').write(str(c.pid)); time.sleep(60)")
+    code = ("import os,subprocess,sys,time\n"
+            "from lynx.proctree import end_new_sessions\n"
+            f"p = subprocess.Popen([sys.executable, '-c', {step!r}], start_new_session=True)\n"
+            f"while not os.path.exists({str(pidfile)!r}) or not open({str(pidfile)!r}).read(): time.sleep(0.01)\n"
+            "end_new_sessions(); print(p.wait())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+                         env=lynx_env(), check=False)
+    grandchild = int(pidfile.read_text())
+    try:
+        assert out.stdout.strip() == str(-signal.SIGKILL), out.stderr
+        assert wait_for(lambda: gone(grandchild), timeout=5)
+    finally:
+        if not gone(grandchild):
+            os.kill(grandchild, signal.SIGKILL)
