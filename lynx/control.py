@@ -113,11 +113,12 @@ def ledger_lines(record: pidfile.Record) -> list[str]:
     from lynx import ledger
 
     try:
-        entries, _ = ledger.read(str(record["ledger"]), 1)
+        entries, damaged = ledger.read(str(record["ledger"]), 1)
     except OSError as exc:   # never a reason for `stop` or `status` to fail
         return [f"  ledger:    {record['ledger']} (cannot read it: {exc.strerror or exc})"]
     if not entries:
-        return [f"  ledger:    {record['ledger']} (no runs yet)"]
+        skipped = f"; {damaged} damaged line(s) skipped" if damaged else ""
+        return [f"  ledger:    {record['ledger']} (no runs yet{skipped})"]
     last = entries[-1]
     return [f"  ledger:    {record['ledger']}",
             (f"  recorded:  run {last.get('run_id')} started {when(last.get('start'))}, "

@@ -513,4 +513,5 @@ def test_status_and_stop_describe_a_ledger_they_cannot_read_instead_of_failing(t
     assert len(lines) == 1 and lines[0].startswith(f"  ledger:    {directory} (cannot read it: ")
     damaged = tmp_path / "runs.jsonl"
     damaged.write_text('{"run_id": "x", "duration": "abc"}\n')
-    assert control.ledger_lines({"ledger": str(damaged)}) == [f"  ledger:    {damaged} (no runs yet)"]
+    assert control.ledger_lines({"ledger": str(damaged)}) == [
+        f"  ledger:    {damaged} (no runs yet; 1 damaged line(s) skipped)"]
