@@ -58,40 +58,46 @@ def end_step(proc: subprocess.Popen, output: StepOutput | None = None) -> None:
         proc.kill()
         proc.wait()
         return
-    grace = GRACE_SECONDS
-    strays, stray_groups = [], set()
+    strays: list = []        # its descendants in groups of their own (psutil processes)
+    stray_groups: set = set()
+
+    def look_for_strays() -> None:
+        """Only while the step is there to lead to them: once it is gone they are orphans."""
+        from lynx import proctree  # psutil: only when a step is being stopped
+
+        found, groups = proctree.outside_group(proc.pid)
+        strays.extend(p for p in found if p not in strays)
+        stray_groups.update(groups)
+
     try:
         with held():   # a second Ctrl+C here would leave the strays unknown, so unkilled
             if proc.returncode is None:   # else its pid may be another process's by now
-                from lynx import proctree  # psutil: only when a step is being stopped
-
-                # Looked up before signalling: once the step is gone they are orphans no tree leads to.
-                strays, stray_groups = proctree.outside_group(proc.pid)
+                look_for_strays()
             signal_group(proc.pid, signal.SIGTERM)
             if strays:
+                from lynx import proctree
+
                 proctree.terminate_each(strays)
-        deadline = time.monotonic() + grace
+        deadline = time.monotonic() + GRACE_SECONDS
         if output is not None:
             stream(proc, output, deadline)
         proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         if strays:
+            from lynx import proctree
+
             proctree.wait_gone(strays, max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         pass
     finally:
         with held():
-            if proc.poll() is None:
-                from lynx import proctree
-
-                # What the step started in a group of its own during the grace (a `setsid` in its
-                # SIGTERM trap) is found only now, while the step is still there to lead to it.
-                later, later_groups = proctree.outside_group(proc.pid)
-                strays += [p for p in later if p not in strays]
-                stray_groups |= later_groups
+            if proc.poll() is None:   # what it started on its own during the grace (setsid in a TERM trap)
+                look_for_strays()
             # Grandchildren stay in the group after the leader exits: make sure none is left,
             # nor anything that joined a stray's group meanwhile.
             signal_group(proc.pid, signal.SIGKILL)
             if strays:
+                from lynx import proctree
+
                 proctree.kill(strays + proctree.group_members(proctree.still_ours(stray_groups, strays), strays))
         proc.wait()
 
