@@ -200,14 +200,13 @@ def follow(job: str, tail: _Tail, output: StepOutput, deadline: float | None) ->
             return None
         if now >= next_poll:
             final = state(job)
-            tail.started = tail.started or final.state not in NOT_STARTED
+            tail.note(final)
             if final.state == "PENDING" and final.reason and final.reason != told:
                 # A job that cannot start (more CPUs than any node has) would otherwise wait unseen.
                 told = final.reason
                 log.info("Slurm job %s is pending: %s (`scontrol show job %s` says more)", job, told, job)
             if final.ended:
-                time.sleep(READ_SECONDS)  # the node may still be flushing the file's last bytes
-                tail.pump(output)
+                tail.last(output)
                 return final
             next_poll = now + POLL_SECONDS
         time.sleep(READ_SECONDS)
@@ -223,7 +222,16 @@ class _Tail:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fd: int | None = None
-        self.started = False   # set by follow() once Slurm says the job left the queue
+        self.started = False   # set once Slurm says the job left the queue
+
+    def note(self, job: JobState) -> None:
+        """Take the job's state: once it has left the queue, its output file is its own."""
+        self.started = self.started or job.state not in NOT_STARTED
+
+    def last(self, output: StepOutput) -> None:
+        """The job has ended: pass on its last bytes, which the node may still be flushing."""
+        time.sleep(READ_SECONDS)
+        self.pump(output)
 
     def pump(self, output: StepOutput) -> None:
         """Pass every byte written since the last call on to `output`."""
@@ -292,7 +300,7 @@ def cancel(job: str, name: str, tail: _Tail | None = None, output: StepOutput | 
         log.warning("step '%s': scancel %s failed: %s", name, job, exc)
     while not (now := state(job)).ended:
         if tail is not None:
-            tail.started = tail.started or now.state not in NOT_STARTED   # it may have left the queue since
+            tail.note(now)   # it may have left the queue since follow() last asked
             try:
                 tail.pump(output)
             except OSError:   # cannot read it any more: the cancel matters more
@@ -303,8 +311,7 @@ def cancel(job: str, name: str, tail: _Tail | None = None, output: StepOutput | 
             return
         time.sleep(POLL_SECONDS / 2)
     if tail is not None:
-        tail.started = tail.started or now.state not in NOT_STARTED
-        time.sleep(READ_SECONDS)  # the node may still be flushing the file's last bytes
+        tail.note(now)
         with contextlib.suppress(OSError):
-            tail.pump(output)
+            tail.last(output)
     log.info("step '%s': Slurm job %s ended", name, job)
