@@ -69,7 +69,7 @@ class BlockRotatingFileHandler(_handlers.RotatingFileHandler):
             # rotated: rotating renames the path (as root, /dev/null itself) and puts a file there.
             self.maxBytes = 0
         self.size = self.stream.tell() if self.stream and self.maxBytes else 0
-        self.identity = _identity(self.baseFilename)   # of the file the stream writes to
+        # (_open also noted self.identity: the file the stream writes to)
         self.checked = float("-inf")                    # when the path was last checked to still be it
         # Tells the user of a failed write and of the recovery (logs.setup: the screen, if any).
         self.notify: Callable[[str], None] | None = None
