@@ -136,15 +136,21 @@ def test_a_failed_step_without_dialog_exits_1_and_later_steps_do_not_run(run_lyn
     assert not (tmp_path / "ran").exists()
 
 
+def _reader_goes_after_one_line(popen_lynx, first: str, *args: str) -> tuple[subprocess.Popen, str]:
+    """`lynx ARGS | head -1`: read the first line (it must be `first`), close stdout; (Lynx, its stderr)."""
+    proc = popen_lynx(*args)
+    assert proc.stdout.readline() == first
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=30)
+    return proc, err
+
+
 def test_a_closed_stdout_does_not_stop_the_steps_or_lose_the_log(write_config, write_script, tmp_path, popen_lynx):
     # `lynx start | head -1`: the reader goes away while a step still prints.
     write_script("talk.py", "for i in range(20000): print('line', i)\nopen('talked', 'w').close()\n")
     write_script("after.py", "open('after', 'w').close()\n")
     cfg = write_config("steps:\n  - script: talk.py\n  - script: after.py\n")
-    proc = popen_lynx("start", "-cf", str(cfg), "-ni", "-lf", "run.log")
-    assert proc.stdout.readline() == "line 0\n"
-    proc.stdout.close()
-    _, err = proc.communicate(timeout=30)
+    proc, err = _reader_goes_after_one_line(popen_lynx, "line 0\n", "start", "-cf", str(cfg), "-ni", "-lf", "run.log")
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "Exception ignored" not in err
     assert err.count("cannot write step output to stdout (Broken pipe): the steps go on; their output goes "
@@ -174,10 +180,7 @@ def test_a_reader_that_stops_early_ends_check_quietly(write_config, write_script
     # `lynx check --json | head`: no BrokenPipeError traceback, no "Exception ignored" at exit.
     write_script("ok.py", "pass\n")
     cfg = write_config("steps:\n  - script: ok.py\ncron:\n  second: '*'\n")
-    proc = popen_lynx("check", "-cf", str(cfg), "--json", "--next", "5000")
-    assert proc.stdout.readline() == "{\n"
-    proc.stdout.close()
-    _, err = proc.communicate(timeout=30)
+    proc, err = _reader_goes_after_one_line(popen_lynx, "{\n", "check", "-cf", str(cfg), "--json", "--next", "5000")
     assert proc.returncode == 1 and err == ""
 
 
