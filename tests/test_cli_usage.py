@@ -136,3 +136,25 @@ def test_help_names_every_accepted_log_level_and_keeps_the_default():
 def test_an_empty_after_instant_is_a_usage_error_not_now(run_lynx, pipeline):
     assert_usage_error(run_lynx("check", "-cf", str(pipeline), "--after", ""),
                        "--after: '' is not an ISO-8601 instant with an offset (e.g. 2026-03-29T00:00:00+01:00)")
+
+
+@pytest.mark.parametrize("argv", [
+    ["start"], ["start", "-cf", "a.yaml", "-ni", "-kr", "-lf", "x.log", "-ls", "10", "-lbc", "0", "--from", "b"],
+    ["start", "-bg", "--only", "a,b", "--pid-file", "p.json", "--ledger", "l.jsonl", "-ll", "debug", "--debug"],
+    ["check", "--next", "3", "--after", "2026-01-01T00:00:00+00:00", "--json"], ["check", "-cf", "b.yaml"],
+    ["stop"], ["stop", "-y", "--timeout", "2", "--pid-file", "p.json"], ["status", "--debug"],
+    ["history", "-n", "4", "--ledger", "l.jsonl"],
+])
+def test_each_command_parses_as_the_whole_usage_text_would(argv):
+    """parse() gives docopt only the command's own pattern (for speed): the values it reads are the ones
+    the whole usage text gives, and every option of the command is there."""
+    from docopt import docopt
+
+    from lynx.cli import command_options, docopt_text, expand_aliases
+
+    whole = docopt(docopt_text(), expand_aliases(argv), default_help=False)
+    parsed = parse(argv)
+    assert parsed == {key: value for key, value in whole.items() if key in parsed}
+    assert parsed[argv[0]] is True
+    keys = {name for name in command_options()[argv[0]] if name.startswith("--") or name == "-n"}  # docopt's names
+    assert keys <= set(parsed)
