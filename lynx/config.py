@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from lynx import configcache
 from lynx.configsteps import SECONDS, SLURM_OPTIONS, collect_configs, read_executor, read_slurm, read_steps
 from lynx.errors import ConfigError
 from lynx.executables import command_argv
@@ -106,7 +107,8 @@ def _load(path: str | os.PathLike) -> Config:
     source = str(path)
     file = os.path.abspath(path)
     text = read_file(file, source)
-    root = compose(text, source)
+    cached = configcache.read(file, text)
+    root = cached or compose(text, source)
     if root is None:
         raise ConfigError(f"{source}: the config file is empty; it needs a `steps:` list of scripts to run")
     ctx = Context(source, os.path.dirname(file), os.getcwd(), text)
@@ -120,8 +122,11 @@ def _load(path: str | os.PathLike) -> Config:
     ctx.slurm = read_slurm(top.entries.get("slurm"), "slurm", ctx)
     bodies, owners = collect_configs(top.entries.get("configs"), ctx)
     steps = read_steps(top.entries.get("steps"), root, bodies, owners, ctx)
-    return Config(path=file, steps=tuple(Step(**fields) for fields in steps),
-                  cron=_cron(top.entries.get("cron"), ctx), hooks=_hooks(top.entries.get("hooks"), ctx))
+    config = Config(path=file, steps=tuple(Step(**fields) for fields in steps),
+                    cron=_cron(top.entries.get("cron"), ctx), hooks=_hooks(top.entries.get("hooks"), ctx))
+    if cached is None:   # only a config that loaded: its YAML passed every check made of YAML alone
+        configcache.write(file, text, root, ctx.scalars)
+    return config
 
 
 # --- cron and hooks ------------------------------------------------------------------------------------

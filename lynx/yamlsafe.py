@@ -13,6 +13,7 @@ import shlex
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, NoReturn
 
+from lynx.configcache import CachedNode
 from lynx.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -139,9 +140,13 @@ def check_nodes(node: Node, path: str, ctx: Context, done: set[int], stack: set[
     if id(node) in done:
         return
     done.add(id(node))
-    _check_tag(node, path, ctx)
+    # A node from the cache passed these checks when its (identical) text was composed; its
+    # scalars carry the values SafeConstructor built then.
+    cached = isinstance(node, CachedNode)
+    if not cached:
+        _check_tag(node, path, ctx)
     if node.id == "scalar":
-        ctx.scalars[id(node)] = _construct(node, path, ctx)
+        ctx.scalars[id(node)] = node.built if cached else _construct(node, path, ctx)
         if ctx.odd_text_possible:
             _check_text(node.value, node, path, ctx)
         return

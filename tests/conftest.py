@@ -18,6 +18,19 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True, scope="session")
+def config_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Lynx's config cache (lynx/configcache.py) goes to a directory of the session's, not the user's
+    ~/.cache: set here, it reaches every `lynx` the tests start too."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield Path(os.environ["XDG_CACHE_HOME"])
+    if before is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
+
+
 def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02):
     """Poll `predicate` until it is truthy (and return it) or fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

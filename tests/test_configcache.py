@@ -1,0 +1,251 @@
+"""The config cache: an unchanged config loads to the same Config without PyYAML; anything else composes."""
+
+from __future__ import annotations
+
+import marshal
+import os
+import subprocess
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+import lynx.config
+from lynx import configcache
+from lynx.config import load
+from lynx.errors import ConfigError
+
+# The kinds of node and scalar value a config holds: anchors merged more than once (shared nodes),
+# ints in other bases, floats, booleans, nulls, dates, times with and without offsets, quoted, block
+# and non-ASCII text, hooks, env, slurm options and a cron section with dates.
+RICH = """\
+executor: local
+slurm: {partition: gpu, time: "01:00:00"}
+cron:
+  second: '*/10'
+  minute: 010
+  start_date: 2026-01-01
+  end_date: 2036-01-01 10:20:30.5+05:30
+  timezone: Europe/Berlin
+hooks:
+  on_start: [echo, started]
+  on_success: ~
+  on_failure: {command: "echo 'run failed'", timeout: 1.5e+1}
+configs:
+  - base: &base
+      - script: tasks/train.py
+        env: &env {SEED: 42, OCT: 0o17, HEX: 0x1F, RATE: 0.5, FAST: yes, DAY: 2026-02-03,
+                   WHEN: 2026-02-03T04:05:06Z, TEXT: "größe ✓"}
+        arguments:
+          - "--epochs 3"
+          - |
+            --note
+            two lines
+        timeout: 2.5
+        retries: 2
+        retry_delay: 0
+        continue_on_failure: false
+steps:
+  - <<: *base
+  - {<<: *base, env: {<<: *env, SEED: 7}}
+  - script: tasks/train.py
+    arguments: ['--name', "quoted 'single'", plain words, -1, 1_000]
+    cwd: tasks
+"""
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's own cache directory."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "lynx"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "train.py").write_text("print('train')\n")
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(RICH)
+    return path
+
+
+@pytest.fixture
+def composed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The sources config.load composed with PyYAML (the cache missed), in order."""
+    calls: list[str] = []
+    real = lynx.config.compose
+
+    def compose(text: str, source: str):
+        calls.append(source)
+        return real(text, source)
+    monkeypatch.setattr(lynx.config, "compose", compose)
+    return calls
+
+
+def test_a_cached_config_loads_to_the_same_config(cache: Path, config: Path, composed: list[str]) -> None:
+    first = load(config)
+    assert composed == [str(config)]
+    assert [file.name for file in cache.iterdir()] == [os.path.basename(configcache.cache_file(str(config)))]
+    second = load(config)
+    assert composed == [str(config)], "the second load composed again"
+    assert second == first
+    # Spot checks that the comparison compares what it should: values of every kind came through.
+    env = dict(first.steps[0].env)
+    assert env == {"SEED": "42", "OCT": "0o17", "HEX": "0x1F", "RATE": "0.5", "FAST": "true",
+                   "DAY": "2026-02-03", "WHEN": "2026-02-03T04:05:06Z", "TEXT": "größe ✓"}
+    assert dict(second.steps[1].env)["SEED"] == "7"
+    assert second.cron.values["minute"] == "010"
+    assert repr(second.cron.values["end_date"]) == repr(first.cron.values["end_date"])
+    assert second.cron.lines == first.cron.lines and second.steps[2].line == first.steps[2].line == 30
+    assert second.hooks["on_failure"].timeout == 15.0
+
+
+def test_an_unchanged_config_starts_without_importing_pyyaml(config: Path, tmp_path: Path) -> None:
+    """The point of the cache, in real processes: the second start of the same text skips PyYAML."""
+    probe = ("import sys; from lynx.config import load; config = load(sys.argv[1]); "
+             "print('yaml' in sys.modules); print(repr(config))")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    runs = [subprocess.run([sys.executable, "-c", probe, str(config)], capture_output=True, text=True, env=env,
+                           timeout=30, check=True).stdout.split("\n", 1) for _ in range(2)]
+    assert [imported for imported, _ in runs] == ["True", "False"]
+    assert runs[0][1] == runs[1][1]
+
+
+def test_a_changed_config_is_composed_again(cache: Path, config: Path, composed: list[str]) -> None:
+    argv = load(config).steps[0].argv
+    config.write_text(RICH.replace("--epochs 3", "--epochs 4"))   # the same size: only the text differs
+    changed = load(config).steps[0].argv
+    assert changed[argv.index("--epochs") + 1] == "4" and argv[argv.index("--epochs") + 1] == "3"
+    assert composed == [str(config)] * 2
+
+
+def test_errors_found_after_the_yaml_name_the_same_line(cache: Path, config: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scripts and executables are checked at every load: a cached config's errors point where they did."""
+    load(config)
+    (tmp_path / "tasks" / "train.py").unlink()
+    with pytest.raises(ConfigError) as cached:
+        load(config)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(config))   # a file: no cache can be read or written there
+    with pytest.raises(ConfigError) as composed:
+        load(config)
+    assert str(cached.value) == str(composed.value)
+    assert str(cached.value).startswith(f"{config}:15: steps[0].script: file")
+
+
+@pytest.mark.parametrize("damage", [
+    "garbage", "truncated", "not a tuple", "a code object", "a node number out of range", "a negative node number",
+    "a tag that is not text", "a value that is not a value", "another format",
+])
+def test_a_damaged_cache_is_a_miss_and_is_written_again(cache: Path, config: Path, composed: list[str],
+                                                        damage: str) -> None:
+    expected = load(config)
+    file = Path(configcache.cache_file(str(config)))
+    data = file.read_bytes()
+    form, stamp, text, table = marshal.loads(data)
+    damaged = {
+        "garbage": b"\x00not marshal at all",
+        "truncated": data[: len(data) // 2],
+        "not a tuple": marshal.dumps([1, 2, 3]),
+        "a code object": marshal.dumps(compile("print('hi')", "x", "exec")),
+        "a node number out of range": marshal.dumps((form, stamp, text, [table[0][:3] + ([(1, 10**6)],)])),
+        "a negative node number": marshal.dumps((form, stamp, text, [table[0][:3] + ([(-1, -1)],)])),
+        "a tag that is not text": marshal.dumps((form, stamp, text, [(table[0][0], 7, *table[0][2:])] + table[1:])),
+        "a value that is not a value": marshal.dumps(
+            (form, stamp, text, table[:-1] + [("scalar", "tag:yaml.org,2002:str", 1, None, "x", ("set", "x"))])),
+        "another format": marshal.dumps((form + 1, stamp, text, table)),
+    }[damage]
+    file.write_bytes(damaged)
+    assert load(config) == expected
+    assert composed == [str(config)] * 2
+    assert file.read_bytes() == data, "the damaged file was not written again"
+
+
+def test_another_pyyaml_is_a_miss(cache: Path, config: Path, composed: list[str]) -> None:
+    """The kept form names PyYAML's __init__.py with its time and size: an upgrade changes them."""
+    load(config)
+    file = Path(configcache.cache_file(str(config)))
+    form, (path, mtime, size), text, table = marshal.loads(file.read_bytes())
+    assert Path(path).name == "__init__.py" and Path(path).parent.name == "yaml"
+    file.write_bytes(marshal.dumps((form, (path, mtime - 1, size), text, table)))
+    load(config)
+    assert composed == [str(config)] * 2
+
+
+@pytest.mark.parametrize("where", ["under a file", "a directory in the way"])
+def test_a_cache_that_cannot_be_written_changes_nothing(tmp_path: Path, config: Path, composed: list[str],
+                                                        monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    if where == "a directory in the way":   # the temporary file is written, the rename over fails
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        Path(configcache.cache_file(str(config))).mkdir(parents=True)
+    else:
+        monkeypatch.setenv("XDG_CACHE_HOME", str(config / "cache"))
+    assert load(config) == load(config)
+    assert composed == [str(config)] * 2
+    assert [p.name for p in tmp_path.rglob("*.tmp")] == []
+
+
+def test_only_a_config_that_loads_is_kept(cache: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps:\n  - script: missing.py\n")
+    with pytest.raises(ConfigError):
+        load(bad)
+    unsafe = tmp_path / "unsafe.yaml"
+    unsafe.write_text("steps: !!python/object/apply:os.system [echo hi]\n")
+    with pytest.raises(ConfigError):
+        load(unsafe)
+    assert not cache.exists()
+
+
+def test_the_cache_is_private(cache: Path, config: Path) -> None:
+    load(config)
+    file = Path(configcache.cache_file(str(config)))
+    assert file.stat().st_mode & 0o777 == 0o600
+    assert cache.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_value_the_cache_cannot_keep_exactly_is_not_kept(cache: Path, tmp_path: Path) -> None:
+    """SafeConstructor makes only plain values, dates and times; anything else leaves the config uncached."""
+    import yaml
+
+    text = "a: 1\n"
+    root = yaml.compose(text)
+    scalars = {id(node): {1} for node in (root.value[0][0], root.value[0][1])}   # a set: never a scalar's value
+    configcache.write(str(tmp_path / "a.yaml"), text, root, scalars)
+    assert not cache.exists() or list(cache.iterdir()) == []
+    assert configcache.read(str(tmp_path / "a.yaml"), text) is None
+
+
+def test_a_large_config_is_not_kept(cache: Path, tmp_path: Path) -> None:
+    (tmp_path / "t.py").write_text("")
+    path = tmp_path / "large.yaml"
+    path.write_text("# " + "x" * configcache.MAX_TEXT + "\nsteps:\n  - script: t.py\n")
+    load(path)
+    assert not cache.exists()
+
+
+def test_a_deep_config_is_kept_without_recursion(cache: Path, tmp_path: Path, composed: list[str]) -> None:
+    """The node table is written and read breadth first: depth costs no stack of its own."""
+    (tmp_path / "t.py").write_text("")
+    path = tmp_path / "deep.yaml"
+    depth = 150   # lists in lists: load keeps cron values raw (cron.build judges them later)
+    path.write_text(f"cron:\n  second: '*'\n  x: {'[' * depth}1{']' * depth}\nsteps:\n  - script: t.py\n")
+    first = load(path)
+    assert load(path) == first
+    assert composed == [str(path)]
+    value = first.cron.values["x"]
+    for _ in range(depth):
+        value = value[0]
+    assert value == 1
+
+
+@pytest.mark.parametrize("value", [
+    "text", "", 0, -(10**40), 1.5, float("inf"), True, False, None, b"\x00bytes",
+    date(2026, 2, 3), datetime(2026, 2, 3, 4, 5, 6, 500000), datetime(2026, 2, 3, 4, 5, 6, tzinfo=timezone.utc),
+    datetime(2036, 1, 1, 10, 20, 30, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+])
+def test_every_value_safe_yaml_builds_comes_back_the_same(value: object) -> None:
+    back = configcache._value(marshal.loads(marshal.dumps(configcache._kept_value(value))))
+    assert type(back) is type(value) and back == value and repr(back) == repr(value)
