@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 FORMAT = 1                   # bump when what is kept, or how, changes
 MAX_TEXT = 1 << 20           # a larger config is parsed each time: its cache would be as large
+MAX_FILE = 16 << 20          # what a kept file may take; a larger one is not ours (or not worth it)
 _SCALAR, _SEQUENCE, _MAPPING = "scalar", "sequence", "mapping"
 
 
@@ -49,11 +50,14 @@ class _Uncacheable(Exception):
     """A value the cache cannot keep exactly: that config is composed each time."""
 
 
-def cache_file(config: str) -> str:
-    """Where the composed form of the config at absolute path `config` is kept."""
+def cache_file(config: str) -> str | None:
+    """Where the composed form of the config at absolute path `config` is kept; None: nowhere (no
+    absolute cache directory: XDG_CACHE_HOME relative, or no home directory to be found)."""
     import binascii  # (zlib's crc32 is the same; its import takes longer)
 
     home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    if not os.path.isabs(home):   # the XDG rule: a relative one is ignored (and "~" is no home)
+        return None
     # One file per config and Python environment: two virtualenvs may hold two PyYAMLs.
     key = binascii.crc32(f"{sys.prefix}\0{config}".encode("utf-8", "surrogateescape"))
     return os.path.join(home, "lynx", f"config-{key:08x}.marshal")
@@ -61,12 +65,17 @@ def cache_file(config: str) -> str:
 
 def read(config: str, text: str) -> CachedNode | None:
     """The cached root node of `text`, or None: no cache, another text, another PyYAML, damaged."""
-    if len(text) > MAX_TEXT:
+    path = cache_file(config)
+    if path is None or len(text) > MAX_TEXT:
         return None
     try:
-        with open(cache_file(config), "rb") as f:
-            kept = marshal.loads(f.read())
-        form, stamp, kept_text, table = kept
+        # Not through a symlink, and not stuck on a FIFO someone put there: a miss either way.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as f:
+            data = f.read(MAX_FILE + 1)
+        if len(data) > MAX_FILE:
+            return None
+        form, stamp, kept_text, table = marshal.loads(data)
         if form != FORMAT or kept_text != text or stamp != _yaml_stamp(stamp[0]):
             return None
         return _decode(table)[0]   # the root: numbered first
@@ -78,24 +87,26 @@ def read(config: str, text: str) -> CachedNode | None:
 
 def write(config: str, text: str, root: Node, scalars: dict[int, Any]) -> None:
     """Keep `root` (composed from `text`; `scalars` maps id(node) to its value) for the next start."""
-    if len(text) > MAX_TEXT:
-        return
     target = cache_file(config)
+    if target is None or len(text) > MAX_TEXT:
+        return
     temporary = f"{target}.{os.getpid()}.tmp"
     try:
         import yaml
 
         table = _encode(root, scalars)
         data = marshal.dumps((FORMAT, _yaml_stamp(yaml.__file__), text, table))
+        if len(data) > MAX_FILE:
+            return
         os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
         # Written whole, then renamed over: a Lynx starting meanwhile reads the old file or the new.
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        with open(fd, "wb") as f:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        with open(os.open(temporary, flags, 0o600), "wb") as f:
             f.write(data)
         os.replace(temporary, target)
     except (OSError, ValueError, _Uncacheable):
         try:
-            os.unlink(temporary)
+            os.unlink(temporary)   # (ours: its name has our pid; or one a Lynx with our pid left)
         except OSError:
             pass
 

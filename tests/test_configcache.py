@@ -249,3 +249,38 @@ def test_a_deep_config_is_kept_without_recursion(cache: Path, tmp_path: Path, co
 def test_every_value_safe_yaml_builds_comes_back_the_same(value: object) -> None:
     back = configcache._value(marshal.loads(marshal.dumps(configcache._kept_value(value))))
     assert type(back) is type(value) and back == value and repr(back) == repr(value)
+
+
+def test_a_relative_cache_home_is_ignored(tmp_path: Path, config: Path, composed: list[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """XDG: a relative XDG_CACHE_HOME is invalid; Lynx keeps nothing rather than litter the current directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative")
+    assert load(config) == load(config)
+    assert composed == [str(config)] * 2
+    assert not (tmp_path / "relative").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_a_fifo_or_a_symlink_where_the_cache_file_goes_is_a_miss(cache: Path, config: Path, tmp_path: Path) -> None:
+    """Neither is followed nor waited on (a FIFO with no writer would block an open for ever); the kept
+    file replaces them."""
+    file = Path(configcache.cache_file(str(config)))
+    file.parent.mkdir(parents=True)
+    os.mkfifo(file)
+    probe = "import sys; from lynx.config import load; print(len(load(sys.argv[1]).steps))"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", probe, str(config)], capture_output=True, text=True, env=env, check=False,
+                          timeout=30)
+    assert (done.returncode, done.stdout) == (0, "3\n"), done.stderr
+    assert file.is_file() and not file.is_symlink()
+    elsewhere = tmp_path / "elsewhere"
+    kept = file.read_bytes()
+    elsewhere.write_bytes(kept)
+    file.unlink()
+    file.symlink_to(elsewhere)
+    assert configcache.read(str(config), config.read_text()) is None
+    load(config)
+    assert file.is_file() and not file.is_symlink()
+    assert elsewhere.read_bytes() == kept, "the symlink's target was written"
+    assert configcache.read(str(config), config.read_text()) is not None
