@@ -285,9 +285,11 @@ DROPPED_ENV = ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PYTHONPROFILEIMPO
 
 
 def child_env(root: Path) -> dict[str, str]:
-    """The environment of every process measured: bytecode cached in the temp dir, not the checkout."""
+    """The environment of every process measured: bytecode cached in the temp dir, not the checkout;
+    Lynx's config cache (lynx/configcache.py) there too, not in the user's ~/.cache."""
     env = {key: value for key, value in os.environ.items() if key not in DROPPED_ENV}
     env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
+    env["XDG_CACHE_HOME"] = str(root / "cache")
     return env
 
 
