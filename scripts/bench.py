@@ -17,7 +17,9 @@ its own process group and is killed on error or timeout. Lynx runs as `sys.execu
 scripts/bench_baseline.py (the old design: BlockingScheduler + CronTrigger, eager imports, one
 logging record per output line). The processes measured run without PYTHONDONTWRITEBYTECODE and
 PYTHONUNBUFFERED, with bytecode cached under the temporary directory (PYTHONPYCACHEPREFIX, filled
-by a warm-up), as an installed Lynx would be after its first run.
+by a warm-up), as an installed Lynx would be after its first run; Lynx's config cache is there too
+(XDG_CACHE_HOME), warm for each config before it is timed, as at every start but the first after an
+edit (a run's fixed cost is also shown with the config not cached).
 
 Sections (medians; "floor" is the least any tool could take for the same work):
   startup  wall time of `lynx --help`, `lynx check` (small config with a cron section) and `lynx stop`
@@ -170,7 +172,8 @@ def header(bench: Bench, lynx_from: str, sections: list[str], quick: bool) -> st
 
 def environment_note(bench: Bench) -> str:
     dropped = [key for key in DROPPED_ENV if key in os.environ]
-    note = "bytecode cached in the temp dir (PYTHONPYCACHEPREFIX), warmed up first"
+    note = ("bytecode cached in the temp dir (PYTHONPYCACHEPREFIX), warmed up first; Lynx's config cache there "
+            "too (XDG_CACHE_HOME), warm")
     return note + (f"; unset for the processes measured: {', '.join(dropped)}" if dropped else "")
 
 

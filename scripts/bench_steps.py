@@ -64,6 +64,7 @@ def section_steps(bench: Bench) -> Report:
     note, design_imports = fixed_cost(bench, work)
     report.notes.append(note)
     config = fx.write_config(work / "imports.yaml", [(p, []) for p in scripts[:small]])
+    warm_config(bench, config, work)   # what every start but the first after an edit imports
     report.notes.append("largest imports of `lynx start` (run once, no cron; -X importtime, cumulative): "
                         + top_imports(bench, ["-m", "lynx", "start", "-cf", str(config), "-ni"], work))
     gap = py.totals["Lynx"][small] - py.totals["floor"][small]
