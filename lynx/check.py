@@ -12,13 +12,12 @@ from lynx.errors import UsageError
 
 def check(args: dict[str, object]) -> int:
     """Print the resolved steps and the next fire times (or JSON); 0 valid, 2 invalid."""
-    from lynx.launch import build_schedule
     from lynx.options import whole_number
 
     count = whole_number(args["--next"], "--next")
     after = parse_instant(args["--after"]) if args["--after"] is not None else datetime.now(timezone.utc)
     config = load(str(args["--config-file"]))
-    schedule = build_schedule(config)
+    schedule = config.schedule()
     fires = fire_times(schedule, after, count) if schedule else []
     if args["--json"]:
         print(json.dumps(as_json(config, schedule, fires), indent=2))

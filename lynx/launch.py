@@ -71,7 +71,7 @@ def start(args: dict[str, object]) -> int:
     """Validate everything, then run in the foreground or hand over to the background."""
     options = StartOptions.from_args(args)
     config = load(options.config_file)
-    schedule = build_schedule(config)
+    schedule = config.schedule()
     select_steps(config.steps, options.start_at, options.only)  # a wrong name is an error before any run
     if schedule is not None and not options.interactive:
         _check_it_fires(config, schedule)
@@ -100,14 +100,6 @@ def _check_it_fires(config: Config, schedule) -> None:
         where, passed = f"{cron.source}:{cron.line}: cron", ""
     raise ConfigError(f"{where}: the schedule never fires again{passed}; nothing to run "
                       "(`lynx check` shows the fire times)")
-
-
-def build_schedule(config: Config):
-    """The config's cron schedule (validated now, so errors come before anything runs), or None."""
-    if config.cron is None:
-        return None
-    from lynx.cron import build
-    return build(config.cron.values, config.cron.where)
 
 
 class Progress(Protocol):
