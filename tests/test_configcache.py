@@ -284,3 +284,15 @@ def test_a_fifo_or_a_symlink_where_the_cache_file_goes_is_a_miss(cache: Path, co
     assert file.is_file() and not file.is_symlink()
     assert elsewhere.read_bytes() == kept, "the symlink's target was written"
     assert configcache.read(str(config), config.read_text()) is not None
+
+
+def test_check_of_an_unchanged_config_imports_neither_pyyaml_nor_what_a_run_needs(tmp_path: Path) -> None:
+    (tmp_path / "t.py").write_text("")
+    path = tmp_path / "c.yaml"
+    path.write_text("steps:\n  - script: t.py\n")
+    code = ("import sys; from lynx.cli import main; assert main(['check', '-cf', sys.argv[1]]) == 0; "
+            "print(sorted({'yaml', 'croniter', 'logging', 'subprocess', 'lynx.runner'} & set(sys.modules)))")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    runs = [subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env,
+                           timeout=30, check=True).stdout.splitlines()[-1] for _ in range(2)]
+    assert runs == ["['yaml']", "[]"]
