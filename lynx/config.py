@@ -116,7 +116,21 @@ def _load(path: str | os.PathLike) -> Config:
     file = os.path.abspath(path)
     text = read_file(file, source)
     cached = configcache.read(file, text)
-    root = cached or compose(text, source)
+    if cached is not None:
+        try:
+            return _validate(cached, file, source, text)[0]
+        except (ConfigError, RecursionError):
+            # Most likely the same error the text itself gives (a script since deleted), said
+            # below; if not, the kept form was wrong, and is written again from the text.
+            pass
+    root = compose(text, source)
+    config, ctx = _validate(root, file, source, text)
+    configcache.write(file, text, root, ctx.scalars)   # its YAML passed every check made of YAML alone
+    return config
+
+
+def _validate(root: Node | None, file: str, source: str, text: str) -> tuple[Config, Context]:
+    """The Config that the composed `root` describes, and the context that read it."""
     if root is None:
         raise ConfigError(f"{source}: the config file is empty; it needs a `steps:` list of scripts to run")
     ctx = Context(source, os.path.dirname(file), os.getcwd(), text)
@@ -132,9 +146,7 @@ def _load(path: str | os.PathLike) -> Config:
     steps = read_steps(top.entries.get("steps"), root, bodies, owners, ctx)
     config = Config(path=file, steps=tuple(Step(**fields) for fields in steps),
                     cron=_cron(top.entries.get("cron"), ctx), hooks=_hooks(top.entries.get("hooks"), ctx))
-    if cached is None:   # only a config that loaded: its YAML passed every check made of YAML alone
-        configcache.write(file, text, root, ctx.scalars)
-    return config
+    return config, ctx
 
 
 # --- cron and hooks ------------------------------------------------------------------------------------

@@ -4,9 +4,11 @@ Importing PyYAML is ~10 ms of every `lynx start` (a quarter of it). What PyYAML 
 on the text and on PyYAML itself, so after a config loads without error its node graph (each node's
 kind, tag, text, line and style, each scalar's value) is kept in `$XDG_CACHE_HOME/lynx` (default
 ~/.cache/lynx), one file per config path and Python environment. It is used only when the text is the
-same to the byte and PyYAML's files are unchanged; every check after the YAML (steps, scripts,
-executables, cron) runs each time. A cache that cannot be read, written or trusted is left aside:
-it only ever saves time, so no error about it reaches the user.
+same to the byte, the PyYAML that would be imported now is the one that composed it (the same files,
+times and sizes), the file's checksum holds, and file and directory are the user's own and writable
+by nobody else. Every check after the YAML (steps, scripts, executables, cron) runs each time, and
+a config that fails with its kept form is loaded again without it. A cache that cannot be read,
+written or trusted is left aside: it only ever saves time, so no error about it reaches the user.
 """
 
 from __future__ import annotations
@@ -20,9 +22,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from yaml.nodes import Node
 
-FORMAT = 1                   # bump when what is kept, or how, changes
-MAX_TEXT = 1 << 20           # a larger config is parsed each time: its cache would be as large
-MAX_FILE = 16 << 20          # what a kept file may take; a larger one is not ours (or not worth it)
+FORMAT = 2                   # bump when what is kept, or how, changes
+MAX_TEXT = 256 << 10         # a larger config is composed each time: checking its kept form costs more
+MAX_FILE = 4 << 20           # what a kept file may take; a larger one is not ours
+KEEP_SECONDS = 60 * 86400    # a kept file not written for this long is removed when another is written
+# The checksum: the payload's bytes as one integer, modulo a Mersenne prime (no import: zlib's or
+# binascii's would cost more than the check). A damaged byte changes it for certain.
+_PRIME = (1 << 61) - 1
+# PyYAML's modules whose code decides what a text composes to: if any changes, nothing kept holds.
+_YAML_FILES = ("__init__.py", "resolver.py", "constructor.py", "composer.py")
 _SCALAR, _SEQUENCE, _MAPPING = "scalar", "sequence", "mapping"
 
 
@@ -75,20 +83,26 @@ def read(config: str, text: str) -> CachedNode | None:
     path = cache_file(config)
     if path is None or len(text) > MAX_TEXT:
         return None
+    # Whatever is wrong with a kept file (unreadable, truncated, not ours, shaped wrongly), it is a
+    # miss: the config is composed as if there were no cache, and the file is written again. It is
+    # data from disk, so any error in reading it is that, and only that.
     try:
         # Not through a symlink, and not stuck on a FIFO someone put there: a miss either way.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         with open(fd, "rb") as f:
+            if not (_private(os.fstat(fd)) and _private(os.stat(os.path.dirname(path)))):
+                return None
             data = f.read(MAX_FILE + 1)
         if len(data) > MAX_FILE:
             return None
-        form, stamp, kept_text, table = marshal.loads(data)
-        if form != FORMAT or kept_text != text or stamp != _yaml_stamp(stamp[0]):
+        form, checksum, payload = marshal.loads(data)
+        if form != FORMAT or checksum != _checksum(payload):
+            return None
+        stamp, kept_text, table = marshal.loads(payload)
+        if kept_text != text or stamp != _yaml_stamp():
             return None
         return _decode(table)[0]   # the root: numbered first
-    # Whatever is wrong with a kept file (unreadable, truncated, not ours, shaped wrongly), it is a
-    # miss: the config is composed as if there were no cache, and the file is written again.
-    except (OSError, EOFError, ValueError, TypeError, IndexError, KeyError):
+    except Exception:  # noqa: BLE001
         return None
 
 
@@ -97,31 +111,82 @@ def write(config: str, text: str, root: Node, scalars: dict[int, Any]) -> None:
     target = cache_file(config)
     if target is None or len(text) > MAX_TEXT:
         return
+    directory = os.path.dirname(target)
     temporary = f"{target}.{os.getpid()}.tmp"
+    written = False
     try:
         import yaml
 
-        table = _encode(root, scalars)
-        data = marshal.dumps((FORMAT, _yaml_stamp(yaml.__file__), text, table))
+        stamp = _yaml_stamp()
+        if stamp is None or stamp[0][0] != yaml.__file__:
+            return   # PyYAML came from somewhere read() cannot check (a zip, an import hook)
+        payload = marshal.dumps((stamp, text, _encode(root, scalars)))
+        data = marshal.dumps((FORMAT, _checksum(payload), payload))
         if len(data) > MAX_FILE:
             return
-        os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        if not _private(os.stat(directory)):
+            return   # someone else's directory: the config's text is not left there
         # Written whole, then renamed over: a Lynx starting meanwhile reads the old file or the new.
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         with open(os.open(temporary, flags, 0o600), "wb") as f:
             f.write(data)
         os.replace(temporary, target)
+        written = True
+        _prune(directory)
     except (OSError, ValueError, _Uncacheable):
+        pass
+    finally:
+        if not written:   # (also when interrupted)
+            try:
+                os.unlink(temporary)   # ours: its name has our pid (or a Lynx's before us with it)
+            except OSError:
+                pass
+
+
+def _private(info: os.stat_result) -> bool:
+    """Owned by this user and writable by no one else: what another user could write, Lynx does
+    not read (it would choose the commands Lynx runs). Windows has no such owner to compare."""
+    if not hasattr(os, "geteuid"):
+        return True
+    return info.st_uid == os.geteuid() and not info.st_mode & 0o022
+
+
+def _checksum(payload: bytes) -> int:
+    return int.from_bytes(payload, "little") % _PRIME
+
+
+def _yaml_stamp() -> tuple[tuple[str, int, int], ...] | None:
+    """The files of the PyYAML that `import yaml` would load now, with times and sizes; None if none
+    is found as a plain directory on sys.path. Found the way the import system looks (first entry
+    wins), without importing it: that is what the cache saves."""
+    for entry in sys.path:
+        init = os.path.join(entry or os.getcwd(), "yaml", "__init__.py")
         try:
-            os.unlink(temporary)   # (ours: its name has our pid; or one a Lynx with our pid left)
-        except OSError:
-            pass
+            info = os.stat(init)
+        except (OSError, ValueError):
+            continue
+        files = [(init, info)]
+        for name in _YAML_FILES[1:]:
+            path = os.path.join(os.path.dirname(init), name)
+            files.append((path, os.stat(path)))
+        return tuple((path, info.st_mtime_ns, info.st_size) for path, info in files)
+    return None
 
 
-def _yaml_stamp(path: str) -> tuple[str, int, int]:
-    """PyYAML's __init__.py as it is now: a reinstalled or upgraded PyYAML changes its time or size."""
-    info = os.stat(path)
-    return (path, info.st_mtime_ns, info.st_size)
+def _prune(directory: str) -> None:
+    """Remove kept files (and temporary ones) nobody has written for KEEP_SECONDS: configs gone or
+    unused. One still in use is composed and kept again at its next start."""
+    import time
+
+    old = time.time() - KEEP_SECONDS
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name.startswith("config-") and entry.stat(follow_symlinks=False).st_mtime < old:
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
 
 
 # --- the node table: nodes by number, children by number, so shared (aliased) nodes stay shared ----------

@@ -6,6 +6,7 @@ import marshal
 import os
 import subprocess
 import sys
+import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -135,43 +136,140 @@ def test_errors_found_after_the_yaml_name_the_same_line(cache: Path, config: Pat
     assert str(cached.value).startswith(f"{config}:15: steps[0].script: file")
 
 
+def kept(file: Path) -> tuple:
+    """(stamp, text, node table) of a kept file."""
+    return marshal.loads(marshal.loads(file.read_bytes())[2])
+
+
+def keep(file: Path, stamp: object, text: object, table: object, form: int = configcache.FORMAT) -> None:
+    """Write a kept file as write() would, its checksum right: what it holds is all a test changes."""
+    payload = marshal.dumps((stamp, text, table))
+    file.write_bytes(marshal.dumps((form, configcache._checksum(payload), payload)))
+
+
 @pytest.mark.parametrize("damage", [
-    "garbage", "truncated", "not a tuple", "a code object", "a node number out of range", "a negative node number",
-    "a tag that is not text", "a value that is not a value", "another format",
+    "garbage", "truncated", "not a tuple", "a code object", "a flipped byte", "a node number out of range",
+    "a negative node number", "a tag that is not text", "a value that is not a value", "a stamp that is no stamp",
+    "another format",
 ])
 def test_a_damaged_cache_is_a_miss_and_is_written_again(cache: Path, config: Path, composed: list[str],
                                                         damage: str) -> None:
     expected = load(config)
     file = Path(configcache.cache_file(str(config)))
     data = file.read_bytes()
-    form, stamp, text, table = marshal.loads(data)
-    damaged = {
-        "garbage": b"\x00not marshal at all",
-        "truncated": data[: len(data) // 2],
-        "not a tuple": marshal.dumps([1, 2, 3]),
-        "a code object": marshal.dumps(compile("print('hi')", "x", "exec")),
-        "a node number out of range": marshal.dumps((form, stamp, text, [table[0][:3] + ([(1, 10**6)],)])),
-        "a negative node number": marshal.dumps((form, stamp, text, [table[0][:3] + ([(-1, -1)],)])),
-        "a tag that is not text": marshal.dumps((form, stamp, text, [(table[0][0], 7, *table[0][2:])] + table[1:])),
-        "a value that is not a value": marshal.dumps(
-            (form, stamp, text, table[:-1] + [("scalar", "tag:yaml.org,2002:str", 1, None, "x", ("set", "x"))])),
-        "another format": marshal.dumps((form + 1, stamp, text, table)),
-    }[damage]
-    file.write_bytes(damaged)
+    before = kept(file)
+    stamp, text, table = before
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x01   # inside the payload: the checksum no longer holds
+    bad_rows = {
+        "a node number out of range": [table[0][:3] + ([(1, 10**6)],)],
+        "a negative node number": [table[0][:3] + ([(-1, -1)],)],
+        "a tag that is not text": [(table[0][0], 7, *table[0][2:])] + table[1:],
+        "a value that is not a value": table[:-1] + [("scalar", "tag:yaml.org,2002:str", 1, None, "x", ("set", "x"))],
+    }
+    if damage in bad_rows:
+        keep(file, stamp, text, bad_rows[damage])
+    elif damage == "a stamp that is no stamp":   # not (path, time, size) triples
+        keep(file, ((2**64, 0, 0),), text, table)
+    elif damage == "another format":
+        keep(file, stamp, text, table, form=configcache.FORMAT + 1)
+    else:
+        file.write_bytes({
+            "garbage": b"\x00not marshal at all", "truncated": data[: len(data) // 2],
+            "not a tuple": marshal.dumps([1, 2, 3]), "a code object": marshal.dumps(compile("1", "x", "exec")),
+            "a flipped byte": bytes(flipped),
+        }[damage])
     assert load(config) == expected
     assert composed == [str(config)] * 2
-    assert file.read_bytes() == data, "the damaged file was not written again"
+    assert kept(file) == before, "the damaged file was not written again"
+
+
+def test_a_kept_form_that_fails_is_loaded_again_from_the_text_and_rewritten(cache: Path, config: Path,
+                                                                            composed: list[str]) -> None:
+    """Whatever made a kept form wrong (its checksum holds), an error it leads to is never the last word."""
+    expected = load(config)
+    file = Path(configcache.cache_file(str(config)))
+    stamp, text, table = kept(file)
+    wrong = [row[:4] + ("tasks/missing.py",) * 2 if row[0] == "scalar" and row[4] == "tasks/train.py" else row
+             for row in table]
+    assert wrong != table
+    keep(file, stamp, text, wrong)
+    assert load(config) == expected
+    assert composed == [str(config)] * 2
+    assert kept(file) == (stamp, text, table)
 
 
 def test_another_pyyaml_is_a_miss(cache: Path, config: Path, composed: list[str]) -> None:
-    """The kept form names PyYAML's __init__.py with its time and size: an upgrade changes them."""
+    """The kept form names PyYAML's files with their times and sizes: an upgrade changes them."""
     load(config)
     file = Path(configcache.cache_file(str(config)))
-    form, (path, mtime, size), text, table = marshal.loads(file.read_bytes())
-    assert Path(path).name == "__init__.py" and Path(path).parent.name == "yaml"
-    file.write_bytes(marshal.dumps((form, (path, mtime - 1, size), text, table)))
+    stamp, text, table = kept(file)
+    assert [Path(path).name for path, _, _ in stamp] == list(configcache._YAML_FILES)
+    import yaml
+
+    assert stamp[0][0] == yaml.__file__
+    for i in range(len(stamp)):
+        path, mtime, size = stamp[i]
+        keep(file, stamp[:i] + ((path, mtime - 1, size),) + stamp[i + 1:], text, table)
+        load(config)
+        assert composed == [str(config)] * (i + 2)
+
+
+def test_another_pyyaml_first_on_the_path_is_a_miss(cache: Path, config: Path, composed: list[str],
+                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What counts is the PyYAML `import yaml` would load now, not the one that composed the kept form."""
+    load(config)
+    import yaml
+
+    shadow = tmp_path / "shadow"
+    (shadow / "yaml").mkdir(parents=True)
+    for name in configcache._YAML_FILES:
+        (shadow / "yaml" / name).write_bytes((Path(yaml.__file__).parent / name).read_bytes())
+    monkeypatch.syspath_prepend(str(shadow))
+    assert configcache.read(str(config), config.read_text()) is None
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX owners and modes")
+@pytest.mark.parametrize("whose", ["another user's file", "a file others may write", "a directory others may write"])
+def test_a_cache_someone_else_could_have_written_is_not_read(cache: Path, config: Path, composed: list[str],
+                                                              monkeypatch: pytest.MonkeyPatch, whose: str) -> None:
+    """Another user who could write the kept form could choose the commands Lynx runs."""
+    load(config)
+    file = Path(configcache.cache_file(str(config)))
+    if whose == "another user's file":
+        real = os.geteuid()
+        monkeypatch.setattr(os, "fstat", lambda fd, real_fstat=os.fstat: _owned_by(real_fstat(fd), real + 1))
+    elif whose == "a file others may write":
+        file.chmod(0o622)
+    else:
+        file.parent.chmod(0o777)
     load(config)
     assert composed == [str(config)] * 2
+    if whose == "a directory others may write":
+        assert sorted(p.name for p in file.parent.iterdir()) == [file.name]   # nothing new written there
+
+
+def _owned_by(info: os.stat_result, uid: int) -> os.stat_result:
+    fields = list(info)
+    fields[4] = uid   # st_uid
+    return os.stat_result(fields)
+
+
+def test_kept_files_nobody_wrote_for_long_are_removed(cache: Path, config: Path, tmp_path: Path) -> None:
+    load(config)
+    old = cache / "config-0123456789abcdef.marshal"
+    stale_tmp = cache / "config-0123456789abcdef.marshal.99.tmp"
+    recent = cache / "config-fedcba9876543210.marshal"
+    for path in (old, stale_tmp, recent):
+        path.write_bytes(b"x")
+    long_ago = time.time() - configcache.KEEP_SECONDS - 60
+    os.utime(old, (long_ago, long_ago))
+    os.utime(stale_tmp, (long_ago, long_ago))
+    other = tmp_path / "other.yaml"
+    other.write_text(RICH)
+    load(other)   # a miss: a file is written, and the directory pruned
+    assert not old.exists() and not stale_tmp.exists() and recent.exists()
+    assert Path(configcache.cache_file(str(config))).exists()
 
 
 @pytest.mark.parametrize("where", ["under a file", "a directory in the way"])
@@ -296,3 +394,13 @@ def test_check_of_an_unchanged_config_imports_neither_pyyaml_nor_what_a_run_need
     runs = [subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env,
                            timeout=30, check=True).stdout.splitlines()[-1] for _ in range(2)]
     assert runs == ["['yaml']", "[]"]
+
+
+def test_an_interrupted_write_leaves_no_temporary_file(cache: Path, config: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(source: str, target: str) -> None:
+        raise KeyboardInterrupt
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        load(config)
+    assert list(cache.iterdir()) == []
