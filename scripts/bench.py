@@ -33,7 +33,9 @@ Sections (medians; "floor" is the least any tool could take for the same work):
            start-up noise, judged on the paired estimate (each round's tool against the same round's
            loop, median over rounds); each tool's own CPU per step (sampled, children excluded); a
            run's fixed cost, next to a Python process that only imports what the design requires
-           (yaml, docopt, logging, subprocess): the least any tool built this way pays per run.
+           (yaml, docopt, logging, subprocess): the least any tool built this way pays per run; and
+           a minimal Python runner (Popen, read the pipe, wait) with the N = 30 `.py` steps against
+           the shell loop: what running steps from Python costs before any design choice.
   fire     `second: '*'` for 30 fires (`start -ni`, stopped with SIGINT, first fire included) in 3
            blocks of 10 per tool, interleaved; each step writes time.time() as its first statement;
            lateness after the whole second (median / p90 / max), missed and duplicated fires. The

@@ -63,6 +63,7 @@ def section_steps(bench: Bench) -> Report:
                         "stretch where the whole machine runs slow cancels out instead of landing on one tool.")
     note, design_imports = fixed_cost(bench, work)
     report.notes.append(note)
+    report.notes.append(minimal_runner(bench, scripts[:small], work))
     config = fx.write_config(work / "imports.yaml", [(p, []) for p in scripts[:small]])
     warm_config(bench, config, work)   # what every start but the first after an edit imports
     report.notes.append("largest imports of `lynx start` (run once, no cron; -X importtime, cumulative): "
@@ -123,6 +124,35 @@ def fixed_cost(bench: Bench, work: Path) -> tuple[str, float]:
             + ", ".join(f"{label} {ms(value)}" for label, value in med.items())
             + f"; Lynx's own start-up and exit ≈ {ms(med['Lynx'] - med['python -c pass'])} over the interpreter's, "
             + f"{ms(med['Lynx'] - med[f'`{design}`'])} over the design's imports alone"), med[f"`{design}`"]
+
+
+# The least a Python program can do to run steps the way the design says (subprocess, output
+# read from a pipe): no config, no log, no command line. What it costs over the shell loop is
+# the share of the N = 30 target no design choice of Lynx's can win back.
+MINIMAL_RUNNER = """\
+import os, subprocess, sys
+for path in sys.argv[1:]:
+    proc = subprocess.Popen([sys.executable, path], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, bufsize=0, start_new_session=True)
+    while os.read(proc.stdout.fileno(), 65536):
+        pass
+    proc.stdout.close()
+    if proc.wait():
+        sys.exit(1)
+"""
+
+
+def minimal_runner(bench: Bench, scripts: list[Path], work: Path) -> str:
+    """The note: N `.py` steps through MINIMAL_RUNNER against the shell loop, interleaved."""
+    loop = 'for f in "$@"; do "$0" "$f" || exit 1; done'
+    commands = {"shell loop": ["/bin/sh", "-c", loop, bench.python, *map(str, scripts)],
+                "minimal Python runner": [bench.python, "-c", MINIMAL_RUNNER, *map(str, scripts)]}
+    samples = time_interleaved(bench, commands, max(5, bench.sizes.step_reps), work, env=step_env(bench),
+                               label="steps: minimal runner")
+    loop_s, runner_s = median(samples["shell loop"]), median(samples["minimal Python runner"])
+    return (f"a minimal Python runner (Popen, read the pipe, wait; it imports only subprocess: scripts/bench_steps.py "
+            f"MINIMAL_RUNNER) with the same N = {len(scripts)} `.py` steps: {ms(runner_s)} vs the shell loop's "
+            f"{ms(loop_s)}, +{ms(runner_s - loop_s)}: what any Python tool pays before the design adds anything")
 
 
 def warm_config(bench: Bench, config: Path, work: Path) -> None:
