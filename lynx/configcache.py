@@ -5,8 +5,8 @@ on the text and on PyYAML itself, so after a config loads without error its node
 kind, tag, text, line and style, each scalar's value) is kept in `$XDG_CACHE_HOME/lynx` (default
 ~/.cache/lynx), one file per config path and Python environment. It is used only when the text is the
 same to the byte, the PyYAML that would be imported now is the one that composed it (the same files,
-times and sizes), the file's checksum holds, and file and directory are the user's own and writable
-by nobody else. Every check after the YAML (steps, scripts, executables, cron) runs each time, and
+times and sizes), Lynx's modules that read the YAML are unchanged, the file's checksum holds, and
+file and directory are the user's own and writable by nobody else. Every check after the YAML (steps, scripts, executables, cron) runs each time, and
 a config that fails with its kept form is loaded again without it. A cache that cannot be read,
 written or trusted is left aside: it only ever saves time, so no error about it reaches the user.
 """
@@ -29,8 +29,8 @@ KEEP_SECONDS = 60 * 86400    # a kept file not written for this long is removed 
 # The checksum: the payload's bytes as one integer, modulo a Mersenne prime (no import: zlib's or
 # binascii's would cost more than the check). A damaged byte changes it for certain.
 _PRIME = (1 << 61) - 1
-# PyYAML's modules whose code decides what a text composes to: if any changes, nothing kept holds.
-_YAML_FILES = ("__init__.py", "resolver.py", "constructor.py", "composer.py")
+# Lynx's own modules whose rules a cached node skips (tag checks, scalar values): see code_stamp.
+_LYNX_FILES = ("yamlsafe.py", "configcache.py")
 _SCALAR, _SEQUENCE, _MAPPING = "scalar", "sequence", "mapping"
 
 
@@ -90,7 +90,8 @@ def read(config: str, text: str) -> CachedNode | None:
         # Not through a symlink, and not stuck on a FIFO someone put there: a miss either way.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         with open(fd, "rb") as f:
-            if not (_private(os.fstat(fd)) and _private(os.stat(os.path.dirname(path)))):
+            fd_info = os.fstat(fd)
+            if not (_private(fd_info) and _private(os.lstat(os.path.dirname(path)))):
                 return None
             data = f.read(MAX_FILE + 1)
         if len(data) > MAX_FILE:
@@ -99,8 +100,9 @@ def read(config: str, text: str) -> CachedNode | None:
         if form != FORMAT or checksum != _checksum(payload):
             return None
         stamp, kept_text, table = marshal.loads(payload)
-        if kept_text != text or stamp != _yaml_stamp():
+        if kept_text != text or stamp != code_stamp():
             return None
+        _keep_fresh(path, fd_info)
         return _decode(table)[0]   # the root: numbered first
     except Exception:  # noqa: BLE001
         return None
@@ -117,16 +119,16 @@ def write(config: str, text: str, root: Node, scalars: dict[int, Any]) -> None:
     try:
         import yaml
 
-        stamp = _yaml_stamp()
-        if stamp is None or stamp[0][0] != yaml.__file__:
-            return   # PyYAML came from somewhere read() cannot check (a zip, an import hook)
+        stamp = code_stamp()
+        if stamp is None or stamp[0] != os.path.dirname(yaml.__file__):
+            return   # PyYAML came from somewhere read() cannot check (a zip, a module file, bytecode only)
         payload = marshal.dumps((stamp, text, _encode(root, scalars)))
         data = marshal.dumps((FORMAT, _checksum(payload), payload))
         if len(data) > MAX_FILE:
             return
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        if not _private(os.stat(directory)):
-            return   # someone else's directory: the config's text is not left there
+        if not _private(os.lstat(directory)):
+            return   # someone else's directory (or a symlink to one): the config's text is not left there
         # Written whole, then renamed over: a Lynx starting meanwhile reads the old file or the new.
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         with open(os.open(temporary, flags, 0o600), "wb") as f:
@@ -134,7 +136,9 @@ def write(config: str, text: str, root: Node, scalars: dict[int, Any]) -> None:
         os.replace(temporary, target)
         written = True
         _prune(directory)
-    except (OSError, ValueError, _Uncacheable):
+    # Keeping is only ever a saving: whatever fails here (a full disk, a finder of the import
+    # system that raises, a value marshal cannot write) leaves the config composed each time.
+    except Exception:  # noqa: BLE001, S110
         pass
     finally:
         if not written:   # (also when interrupted)
@@ -156,37 +160,52 @@ def _checksum(payload: bytes) -> int:
     return int.from_bytes(payload, "little") % _PRIME
 
 
-def _yaml_stamp() -> tuple[tuple[str, int, int], ...] | None:
-    """The files of the PyYAML that `import yaml` would load now, with times and sizes; None if none
-    is found as a plain directory on sys.path. Found the way the import system looks (first entry
-    wins), without importing it: that is what the cache saves."""
-    for entry in sys.path:
-        init = os.path.join(entry or os.getcwd(), "yaml", "__init__.py")
-        try:
-            info = os.stat(init)
-        except (OSError, ValueError):
-            continue
-        files = [(init, info)]
-        for name in _YAML_FILES[1:]:
-            path = os.path.join(os.path.dirname(init), name)
-            files.append((path, os.stat(path)))
-        return tuple((path, info.st_mtime_ns, info.st_size) for path, info in files)
-    return None
+def code_stamp() -> tuple | None:
+    """What decides the meaning of a kept form, as it is now: the directory of the PyYAML that `import
+    yaml` would load, with every file in it (names, times, sizes: an edit, an upgrade, another libyaml),
+    and the files of Lynx's modules whose rules a cached node skips. None when PyYAML would come from
+    somewhere it cannot be stamped so (a zip, a single module, bytecode only): then nothing is kept.
+    Found by asking the import system's finders in order, as `import yaml` will, without importing it:
+    that is what the cache saves."""
+    spec = None
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        spec = find("yaml", None) if find is not None else None
+        if spec is not None:
+            break
+    if spec is None or not (spec.origin or "").endswith(os.sep + "__init__.py"):
+        return None
+    directory = os.path.dirname(spec.origin)
+    with os.scandir(directory) as entries:
+        files = sorted((entry.name, info.st_mtime_ns, info.st_size) for entry in entries
+                       if entry.is_file() for info in [entry.stat()])
+    here = os.path.dirname(os.path.abspath(__file__))
+    lynx_files = tuple((path, info.st_mtime_ns, info.st_size) for path in
+                       (os.path.join(here, name) for name in _LYNX_FILES) for info in [os.stat(path)])
+    return (directory, tuple(files), lynx_files)
+
+
+def _keep_fresh(path: str, info: os.stat_result) -> None:
+    """A kept file in use is touched once a month, so that _prune leaves it alone."""
+    import time
+
+    if time.time() - info.st_mtime > KEEP_SECONDS / 2:
+        os.utime(path)
 
 
 def _prune(directory: str) -> None:
-    """Remove kept files (and temporary ones) nobody has written for KEEP_SECONDS: configs gone or
-    unused. One still in use is composed and kept again at its next start."""
+    """Remove kept files (and temporary ones) not written or used for KEEP_SECONDS: configs gone or
+    unused (a file in use is touched by read)."""
     import time
 
     old = time.time() - KEEP_SECONDS
     with os.scandir(directory) as entries:
         for entry in entries:
-            if entry.name.startswith("config-") and entry.stat(follow_symlinks=False).st_mtime < old:
-                try:
+            try:   # (another Lynx may remove the same file meanwhile)
+                if entry.name.startswith("config-") and entry.stat(follow_symlinks=False).st_mtime < old:
                     os.unlink(entry.path)
-                except OSError:
-                    pass
+            except OSError:
+                pass
 
 
 # --- the node table: nodes by number, children by number, so shared (aliased) nodes stay shared ----------

@@ -56,6 +56,13 @@ steps:
 """
 
 
+def python(code: str, config: Path, cache_home: Path) -> subprocess.CompletedProcess:
+    """`python -c CODE CONFIG` in a process of its own, with this cache home; it must succeed."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache_home)}
+    return subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, env=env,
+                          timeout=30, check=True)
+
+
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """This test's own cache directory."""
@@ -107,9 +114,7 @@ def test_an_unchanged_config_starts_without_importing_pyyaml(config: Path, tmp_p
     """The point of the cache, in real processes: the second start of the same text skips PyYAML."""
     probe = ("import sys; from lynx.config import load; config = load(sys.argv[1]); "
              "print('yaml' in sys.modules); print(repr(config))")
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    runs = [subprocess.run([sys.executable, "-c", probe, str(config)], capture_output=True, text=True, env=env,
-                           timeout=30, check=True).stdout.split("\n", 1) for _ in range(2)]
+    runs = [python(probe, config, tmp_path / "cache").stdout.split("\n", 1) for _ in range(2)]
     assert [imported for imported, _ in runs] == ["True", "False"]
     assert runs[0][1] == runs[1][1]
 
@@ -122,17 +127,20 @@ def test_a_changed_config_is_composed_again(cache: Path, config: Path, composed:
     assert composed == [str(config)] * 2
 
 
-def test_errors_found_after_the_yaml_name_the_same_line(cache: Path, config: Path, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Scripts and executables are checked at every load: a cached config's errors point where they did."""
+def test_an_error_found_after_the_yaml_is_said_as_without_the_cache(cache: Path, config: Path, tmp_path: Path,
+                                                                    composed: list[str],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scripts and executables are checked at every load; a config that fails with its kept form is read
+    again from its text, so the error is the one a cold load gives (lines: the first test)."""
     load(config)
     (tmp_path / "tasks" / "train.py").unlink()
     with pytest.raises(ConfigError) as cached:
         load(config)
+    assert composed == [str(config)] * 2
     monkeypatch.setenv("XDG_CACHE_HOME", str(config))   # a file: no cache can be read or written there
-    with pytest.raises(ConfigError) as composed:
+    with pytest.raises(ConfigError) as cold:
         load(config)
-    assert str(cached.value) == str(composed.value)
+    assert str(cached.value) == str(cold.value)
     assert str(cached.value).startswith(f"{config}:15: steps[0].script: file")
 
 
@@ -199,33 +207,42 @@ def test_a_kept_form_that_fails_is_loaded_again_from_the_text_and_rewritten(cach
     assert kept(file) == (stamp, text, table)
 
 
-def test_another_pyyaml_is_a_miss(cache: Path, config: Path, composed: list[str]) -> None:
-    """The kept form names PyYAML's files with their times and sizes: an upgrade changes them."""
+def test_another_pyyaml_or_another_lynx_is_a_miss(cache: Path, config: Path, composed: list[str]) -> None:
+    """The kept form names every file of PyYAML's directory and of Lynx's modules that read the YAML, with
+    times and sizes: an upgrade, an edit, another libyaml changes them."""
+    import yaml
+
     load(config)
     file = Path(configcache.cache_file(str(config)))
     stamp, text, table = kept(file)
-    assert [Path(path).name for path, _, _ in stamp] == list(configcache._YAML_FILES)
-    import yaml
-
-    assert stamp[0][0] == yaml.__file__
-    for i in range(len(stamp)):
-        path, mtime, size = stamp[i]
-        keep(file, stamp[:i] + ((path, mtime - 1, size),) + stamp[i + 1:], text, table)
+    directory, yaml_files, lynx_files = stamp
+    assert directory == str(Path(yaml.__file__).parent)
+    assert {"__init__.py", "scanner.py", "constructor.py"} <= {name for name, _, _ in yaml_files}
+    assert [Path(path).name for path, _, _ in lynx_files] == ["yamlsafe.py", "configcache.py"]
+    changed = [
+        (directory, tuple((n, t - 1, z) if n == "scanner.py" else (n, t, z) for n, t, z in yaml_files), lynx_files),
+        (directory, yaml_files[1:], lynx_files),   # a file more (or less) in the directory
+        (directory, yaml_files, ((lynx_files[0][0], lynx_files[0][1], lynx_files[0][2] + 1), lynx_files[1])),
+    ]
+    for i, other in enumerate(changed):
+        keep(file, other, text, table)
         load(config)
         assert composed == [str(config)] * (i + 2)
 
 
-def test_another_pyyaml_first_on_the_path_is_a_miss(cache: Path, config: Path, composed: list[str],
-                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """What counts is the PyYAML `import yaml` would load now, not the one that composed the kept form."""
+@pytest.mark.parametrize("shadow", ["a package", "a module"])
+def test_a_yaml_first_on_the_path_is_a_miss(cache: Path, config: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch, shadow: str) -> None:
+    """What counts is what `import yaml` would load now, not the PyYAML that composed the kept form."""
     load(config)
-    import yaml
-
-    shadow = tmp_path / "shadow"
-    (shadow / "yaml").mkdir(parents=True)
-    for name in configcache._YAML_FILES:
-        (shadow / "yaml" / name).write_bytes((Path(yaml.__file__).parent / name).read_bytes())
-    monkeypatch.syspath_prepend(str(shadow))
+    first = tmp_path / "first"
+    if shadow == "a package":
+        (first / "yaml").mkdir(parents=True)
+        (first / "yaml" / "__init__.py").write_text("")
+    else:
+        first.mkdir()
+        (first / "yaml.py").write_text("")
+    monkeypatch.syspath_prepend(str(first))
     assert configcache.read(str(config), config.read_text()) is None
 
 
@@ -324,19 +341,22 @@ def test_a_large_config_is_not_kept(cache: Path, tmp_path: Path) -> None:
     assert not cache.exists()
 
 
-def test_a_deep_config_is_kept_without_recursion(cache: Path, tmp_path: Path, composed: list[str]) -> None:
-    """The node table is written and read breadth first: depth costs no stack of its own."""
-    (tmp_path / "t.py").write_text("")
-    path = tmp_path / "deep.yaml"
-    depth = 150   # lists in lists: load keeps cron values raw (cron.build judges them later)
-    path.write_text(f"cron:\n  second: '*'\n  x: {'[' * depth}1{']' * depth}\nsteps:\n  - script: t.py\n")
-    first = load(path)
-    assert load(path) == first
-    assert composed == [str(path)]
-    value = first.cron.values["x"]
-    for _ in range(depth):
-        value = value[0]
-    assert value == 1
+def test_a_deep_graph_is_kept_without_recursion() -> None:
+    """The node table is written and read breadth first: 5000 levels (far past the recursion limit)."""
+    depth = 5000
+    leaf = configcache.CachedNode("scalar", "tag:yaml.org,2002:int", depth, None, 1)
+    leaf.value = "1"
+    node = leaf
+    for line in range(depth - 1, -1, -1):
+        parent = configcache.CachedNode("sequence", "tag:yaml.org,2002:seq", line, None, None)
+        parent.value = [node]
+        node = parent
+    table = marshal.loads(marshal.dumps(configcache._encode(node, {id(leaf): 1})))
+    back = configcache._decode(table)[0]
+    for line in range(depth):
+        assert (back.id, back.start_mark.line) == ("sequence", line)
+        back = back.value[0]
+    assert (back.id, back.value, back.built, back.start_mark.line) == ("scalar", "1", 1, depth)
 
 
 @pytest.mark.parametrize("value", [
@@ -367,10 +387,7 @@ def test_a_fifo_or_a_symlink_where_the_cache_file_goes_is_a_miss(cache: Path, co
     file.parent.mkdir(parents=True)
     os.mkfifo(file)
     probe = "import sys; from lynx.config import load; print(len(load(sys.argv[1]).steps))"
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    done = subprocess.run([sys.executable, "-c", probe, str(config)], capture_output=True, text=True, env=env, check=False,
-                          timeout=30)
-    assert (done.returncode, done.stdout) == (0, "3\n"), done.stderr
+    assert python(probe, config, tmp_path / "cache").stdout == "3\n"
     assert file.is_file() and not file.is_symlink()
     elsewhere = tmp_path / "elsewhere"
     kept = file.read_bytes()
@@ -390,9 +407,7 @@ def test_check_of_an_unchanged_config_imports_neither_pyyaml_nor_what_a_run_need
     path.write_text("steps:\n  - script: t.py\n")
     code = ("import sys; from lynx.cli import main; assert main(['check', '-cf', sys.argv[1]]) == 0; "
             "print(sorted({'yaml', 'croniter', 'logging', 'subprocess', 'lynx.runner'} & set(sys.modules)))")
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    runs = [subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env,
-                           timeout=30, check=True).stdout.splitlines()[-1] for _ in range(2)]
+    runs = [python(code, path, tmp_path / "cache").stdout.splitlines()[-1] for _ in range(2)]
     assert runs == ["['yaml']", "[]"]
 
 
@@ -404,3 +419,16 @@ def test_an_interrupted_write_leaves_no_temporary_file(cache: Path, config: Path
     with pytest.raises(KeyboardInterrupt):
         load(config)
     assert list(cache.iterdir()) == []
+
+
+def test_a_kept_file_in_use_is_touched_so_that_pruning_spares_it(cache: Path, config: Path) -> None:
+    load(config)
+    file = Path(configcache.cache_file(str(config)))
+    month_and_a_day = configcache.KEEP_SECONDS / 2 + 86400
+    os.utime(file, (time.time() - month_and_a_day, time.time() - month_and_a_day))
+    load(config)   # a hit
+    assert time.time() - file.stat().st_mtime < 60
+    week = 7 * 86400
+    os.utime(file, (time.time() - week, time.time() - week))
+    load(config)   # recent enough: not touched (a hit writes nothing)
+    assert time.time() - file.stat().st_mtime > week - 60
