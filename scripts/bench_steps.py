@@ -91,14 +91,20 @@ def step_kind(bench: Bench, report: Report, kind: str, paths: list[Path], runner
     configs = {n: fx.write_config(work / f"{name}{n}.yaml", [(p, []) for p in paths[:n]]) for n in (small, large)}
     for config in configs.values():   # as after a config's first start: its YAML is in Lynx's cache
         warm_config(bench, config, work)
-    loop = 'for f in "$@"; do "$0" "$f" || exit 1; done' if runner else 'for f in "$@"; do "$f" || exit 1; done'
     tools: dict[str, Callable[[int], list[str]]] = {
         "Lynx": lambda n: bench.lynx("start", "-cf", configs[n], "-ni"),
         "baseline": lambda n: bench.baseline("start", "-cf", configs[n]),
-        "floor": lambda n: ["/bin/sh", "-c", loop, *(runner or ["sh"]), *map(str, paths[:n])],
+        "floor": lambda n: shell_loop(runner, paths[:n]),
     }
     totals = run_step_rounds(bench, tools, (small, large), work, reps, name)
     return step_rows(report, kind, totals, small, large)
+
+
+def shell_loop(runner: list[str], paths: list[Path]) -> list[str]:
+    """The floor: `sh` running each path in turn (through `runner`, e.g. the interpreter), stopping at a failure."""
+    if runner:
+        return ["/bin/sh", "-c", 'for f in "$@"; do "$0" "$f" || exit 1; done', *runner, *map(str, paths)]
+    return ["/bin/sh", "-c", 'for f in "$@"; do "$f" || exit 1; done', "sh", *map(str, paths)]
 
 
 def fixed_cost(bench: Bench, work: Path) -> tuple[str, float]:
@@ -111,8 +117,8 @@ def fixed_cost(bench: Bench, work: Path) -> tuple[str, float]:
     warm_config(bench, config, work)
     # The first start after the config changed: its YAML is not in Lynx's cache (a cache home under a
     # file can be neither read nor written), so PyYAML is imported and composes it.
-    uncached = ("import os, sys; os.environ['XDG_CACHE_HOME'] = os.path.join(sys.argv[1], 'x'); "
-                "sys.argv[1:] = sys.argv[2:]; from lynx.cli import entry; sys.exit(entry())")
+    uncached = ("import os, runpy, sys; os.environ['XDG_CACHE_HOME'] = os.path.join(sys.argv[1], 'x'); "
+                "sys.argv[1:] = sys.argv[2:]; runpy.run_module('lynx', run_name='__main__')")   # as -m lynx
     commands = {"Lynx": bench.lynx("start", "-cf", config, "-ni"), "baseline": bench.baseline("start", "-cf", config),
                 "python -c pass": [bench.python, "-c", "pass"], f"`{design}`": [bench.python, "-c", design],
                 "Lynx, config not cached": [bench.python, "-c", uncached, str(config), "start", "-cf", str(config),
@@ -144,8 +150,7 @@ for path in sys.argv[1:]:
 
 def minimal_runner(bench: Bench, scripts: list[Path], work: Path) -> str:
     """The note: N `.py` steps through MINIMAL_RUNNER against the shell loop, interleaved."""
-    loop = 'for f in "$@"; do "$0" "$f" || exit 1; done'
-    commands = {"shell loop": ["/bin/sh", "-c", loop, bench.python, *map(str, scripts)],
+    commands = {"shell loop": shell_loop([bench.python], scripts),
                 "minimal Python runner": [bench.python, "-c", MINIMAL_RUNNER, *map(str, scripts)]}
     samples = time_interleaved(bench, commands, max(5, bench.sizes.step_reps), work, env=step_env(bench),
                                label="steps: minimal runner")
