@@ -6,9 +6,10 @@ kind, tag, text, line and style, each scalar's value) is kept in `$XDG_CACHE_HOM
 ~/.cache/lynx), one file per config path and Python environment. It is used only when the text is the
 same to the byte, the PyYAML that would be imported now is the one that composed it (the same files,
 times and sizes), Lynx's modules that read the YAML are unchanged, the file's checksum holds, and
-file and directory are the user's own and writable by nobody else. Every check after the YAML (steps, scripts, executables, cron) runs each time, and
-a config that fails with its kept form is loaded again without it. A cache that cannot be read,
-written or trusted is left aside: it only ever saves time, so no error about it reaches the user.
+file and directory are the user's own and writable by nobody else. Every check after the YAML (steps,
+scripts, executables, cron) runs each time, and a config that fails with its kept form is loaded
+again without it. A cache that cannot be read, written or trusted is left aside: it only ever saves
+time, so no error about it reaches the user.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 FORMAT = 2                   # bump when what is kept, or how, changes
 MAX_TEXT = 256 << 10         # a larger config is composed each time: checking its kept form costs more
 MAX_FILE = 4 << 20           # what a kept file may take; a larger one is not ours
-KEEP_SECONDS = 60 * 86400    # a kept file not written for this long is removed when another is written
+KEEP_SECONDS = 60 * 86400    # a kept file not written or used for this long goes when another is written
 # The checksum: the payload's bytes as one integer, modulo a Mersenne prime (no import: zlib's or
 # binascii's would cost more than the check). A damaged byte changes it for certain.
 _PRIME = (1 << 61) - 1
@@ -190,7 +191,10 @@ def _keep_fresh(path: str, info: os.stat_result) -> None:
     import time
 
     if time.time() - info.st_mtime > KEEP_SECONDS / 2:
-        os.utime(path)
+        try:
+            os.utime(path)
+        except OSError:   # a read-only cache: the file is still good to use
+            pass
 
 
 def _prune(directory: str) -> None:
