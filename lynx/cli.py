@@ -107,9 +107,8 @@ def command_options(usage: str = USAGE) -> dict[str, set[str]]:
 
     text = docopt_text(usage)
     pairs = dict(re.findall(r"(?m)^\s+(-\w), (--[\w-]+)", text))
-    section = text.split("Usage:", 1)[1].split("\n\n", 1)[0]
     allowed: dict[str, set[str]] = {}
-    for pattern in re.split(r"\n\s+(?=lynx )", section.strip()):
+    for pattern in usage_patterns(text)[1]:
         words = pattern.split()
         if len(words) > 1 and not words[1].startswith("-"):
             names = set(re.findall(r"--?[\w-]+", pattern)) - {"-"}
@@ -203,16 +202,22 @@ def parse(argv: list[str]) -> dict[str, object]:
 
 def command_text(command: str, usage: str = USAGE) -> str:
     """docopt_text with only the usage pattern of `command` (the Options section whole)."""
-    head, rest = docopt_text(usage).split("\nUsage:\n", 1)
-    patterns, tail = rest.split("\n\n", 1)
-    kept, keep = [], False
-    for line in patterns.split("\n"):
-        words = line.split()
-        if words[:1] == ["lynx"]:   # a pattern starts; indented lines after it continue it
-            keep = words[1:2] == [command]
-        if keep:
-            kept.append(line)
+    head, patterns, tail = usage_patterns(docopt_text(usage))
+    kept = [pattern for pattern in patterns if pattern.split()[1:2] == [command]]
     return f"{head}\nUsage:\n" + "\n".join(kept) + "\n\n" + tail
+
+
+def usage_patterns(text: str) -> tuple[str, list[str], str]:
+    """(what precedes the Usage section, its patterns with their continuation lines, what follows it)."""
+    head, rest = text.split("\nUsage:\n", 1)
+    section, tail = rest.split("\n\n", 1)
+    patterns: list[str] = []
+    for line in section.split("\n"):
+        if line.split()[:1] == ["lynx"] or not patterns:   # a pattern starts; indented lines continue it
+            patterns.append(line)
+        else:
+            patterns[-1] += "\n" + line
+    return head, patterns, tail
 
 
 def _first_line(text: str) -> str:
