@@ -285,6 +285,9 @@ def entry() -> int:
 
 def run_command(args: dict[str, object]) -> int:
     """Dispatch to the command's function, importing only what that command needs."""
+    if not args.get("check"):   # every other command logs; first imported here, logging comes lighter
+        from lynx.lazyimport import import_logging
+        import_logging()
     if args.get("start"):
         from lynx.launch import start
         return start(args)

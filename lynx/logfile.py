@@ -5,7 +5,6 @@ Its own module so that `logging.handlers` is imported only when there is a log f
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import stat
@@ -14,31 +13,16 @@ import time
 import types
 from typing import Callable
 
-
-class _Deferred(types.ModuleType):
-    """Stands in for a module until one of its names is used, then imports it and hands that over."""
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(importlib.import_module(self.__name__), name)
+from lynx.lazyimport import import_deferring
 
 
 def _import_logging_handlers() -> types.ModuleType:
     """logging.handlers, without importing socket, pickle and queue for it.
 
     Only its network and queue handlers use them, never at import time, and Lynx uses neither:
-    importing them was ~2.8 ms of every run's start-up (a third of Lynx's own). They are deferred
-    while logging.handlers loads and left out of sys.modules after, so any later `import socket`
-    gets the real module, and logging.handlers' own references import it on first use.
+    importing them was ~2.8 ms of every run's start-up (a third of Lynx's own).
     """
-    stand_ins = {name: _Deferred(name) for name in ("socket", "pickle", "queue") if name not in sys.modules}
-    sys.modules.update(stand_ins)
-    try:
-        import logging.handlers
-    finally:
-        for name, module in stand_ins.items():
-            if sys.modules.get(name) is module:
-                del sys.modules[name]
-    return logging.handlers
+    return import_deferring("logging.handlers", ("socket", "pickle", "queue"))
 
 
 _handlers = _import_logging_handlers()
