@@ -14,7 +14,6 @@ time, so no error about it reaches the user.
 
 from __future__ import annotations
 
-import datetime
 import marshal
 import os
 import sys
@@ -276,6 +275,8 @@ _PLAIN = (str, int, float, bool, bytes, type(None))
 def _kept_value(value: Any) -> Any:
     if type(value) in _PLAIN:
         return value
+    import datetime  # here and in _value: only a config with a date in it needs it
+
     if type(value) in (datetime.date, datetime.datetime):
         kept = (type(value).__name__, value.isoformat())
         back = _value(kept)
@@ -289,6 +290,8 @@ def _value(kept: Any) -> Any:
     if type(kept) in _PLAIN:
         return kept
     kind, text = kept
+    import datetime
+
     if kind == "date":
         return datetime.date.fromisoformat(text)
     if kind == "datetime":

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
+import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from lynx import ledger
 from lynx.config import Config, Hook, Step
@@ -21,6 +20,9 @@ from lynx.runner import (
     run_process,
     summary,
 )
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 log = logging.getLogger("lynx")
 
@@ -66,7 +68,7 @@ def make_run_once(settings: RunSettings, output_for: OutputFactory, on_failure: 
                   progress=None) -> Callable[[datetime | None], bool]:
     """The function the schedule calls: one run, recorded in the ledger, hooks around it."""
     def run_once(due: datetime | None) -> bool:
-        started = datetime.now(timezone.utc)
+        started = time.time()
         run_id = ledger.new_run_id(started)
         env = {"LYNX_RUN_ID": run_id, "LYNX_CONFIG": str(settings.config.path),
                "LYNX_TRIGGER": due.isoformat() if due else "manual"}
@@ -93,7 +95,7 @@ def make_run_once(settings: RunSettings, output_for: OutputFactory, on_failure: 
     return run_once
 
 
-def _finish(settings: RunSettings, env: dict[str, str], started: datetime, result: RunResult,
+def _finish(settings: RunSettings, env: dict[str, str], started: float, result: RunResult,
             output_for: OutputFactory) -> None:
     """Summary, ledger line, the success or failure hook, and how to resume."""
     level = logging.INFO if result.ok else logging.ERROR
@@ -127,6 +129,8 @@ def resume_command(settings: RunSettings, failed: str) -> str:
     option, value = ("--only", ",".join(rest)) if settings.only else ("--from", failed)
     # A name may start with '-' (`name: -x`); as a word of its own it would read as an option.
     selection = [f"{option}={value}"] if value.startswith("-") else [option, value]
+    import shlex  # here and in _hook: a run without a failure or a hook does not need it
+
     return shlex.join([*settings.resume_prefix, *selection])
 
 
@@ -137,9 +141,9 @@ def _with_resume(settings: RunSettings, exc: Interrupted) -> Interrupted:
     return exc
 
 
-def _record(settings: RunSettings, env: dict[str, str], started: datetime, status: str,
+def _record(settings: RunSettings, env: dict[str, str], started: float, status: str,
             result: RunResult) -> None:
-    ended = datetime.now(timezone.utc)
+    ended = time.time()
     ledger.append(settings.ledger_path, ledger.entry(
         env["LYNX_RUN_ID"], env["LYNX_TRIGGER"], started, ended, status, result, settings.config.path,
         settings.log_file))
@@ -153,6 +157,8 @@ def _hook(hook: Hook | None, env: dict[str, str], output_for: OutputFactory, rer
     """
     if hook is None:
         return
+    import shlex
+
     step = Step(name=f"hook:{hook.event}", argv=hook.argv, line=hook.line, timeout=hook.timeout)
     log.info("hook %s: %s", hook.event, shlex.join(hook.argv))
     output = output_for(step)

@@ -36,7 +36,7 @@ def fake_entry(n: int, status: str = "ok") -> dict:
     start = T0 + timedelta(minutes=n)
     steps = RunResult([StepResult("only", 0, returncode=0 if status == "ok" else 2, duration=1.5, attempts=1,
                                   reason="exit status 0" if status == "ok" else "exit status 2")])
-    return ledger.entry(f"run-{n}", "manual", start, start + timedelta(seconds=2), status, steps,
+    return ledger.entry(f"run-{n}", "manual", start.timestamp(), start.timestamp() + 2, status, steps,
                         Path("/x/config.yaml"), None)
 
 
@@ -63,7 +63,8 @@ def test_an_entry_records_the_run_and_each_step_with_exit_status_or_signal():
         StepResult("slow", 2, returncode=-15, duration=1.0004, attempts=1, reason="timed out after 1 s"),
     ])
     end = T0 + timedelta(seconds=3.25)
-    entry = ledger.entry("id-1", "manual", T0, end, "failed", result, Path("/p/config.yaml"), "/p/run.log")
+    entry = ledger.entry("id-1", "manual", T0.timestamp(), end.timestamp(), "failed", result, Path("/p/config.yaml"),
+                         "/p/run.log")
     assert set(entry) == RUN_KEYS
     assert entry["run_id"] == "id-1" and entry["trigger"] == "manual" and entry["config"] == "/p/config.yaml"
     assert datetime.fromisoformat(entry["start"]) == T0 and datetime.fromisoformat(entry["end"]) == end
@@ -125,8 +126,26 @@ def test_a_ledger_that_cannot_be_written_is_a_warning_not_an_error(tmp_path):
 
 
 def test_run_ids_sort_by_start_time_and_do_not_repeat():
-    assert ledger.new_run_id(T0) < ledger.new_run_id(T0 + timedelta(seconds=1))
-    assert len({ledger.new_run_id(T0) for _ in range(20)}) == 20
+    t0 = T0.timestamp()
+    assert ledger.new_run_id(t0) < ledger.new_run_id(t0 + 1)
+    assert ledger.new_run_id(t0).startswith("20260301T120000-")   # UTC
+    assert len({ledger.new_run_id(t0) for _ in range(20)}) == 20
+
+
+@pytest.mark.parametrize("seconds", [0.0, 1e-7, 0.4999995, 0.5000005, 1.0000005, 59.9999996, 951782399.9999995,
+                                     1772366400.0, 1772366400.25, 1772366400.123456, 1772366400.9999996,
+                                     4102444799.999999, -1.5, -0.0000004])
+def test_iso_utc_is_what_datetime_gives_to_the_character(seconds):
+    assert ledger.iso_utc(seconds) == datetime.fromtimestamp(seconds, timezone.utc).isoformat()
+
+
+def test_iso_utc_matches_datetime_for_many_random_instants():
+    import random
+
+    rng = random.Random(7)
+    for _ in range(20000):
+        seconds = rng.uniform(0, 4e9) if rng.random() < 0.5 else rng.randrange(0, 4 * 10**15) / 1e6
+        assert ledger.iso_utc(seconds) == datetime.fromtimestamp(seconds, timezone.utc).isoformat(), seconds
     assert ledger.default_path(Path("/p/q/config.yaml")) == "/p/q/.lynx/runs.jsonl"
     assert ledger.default_path("/p/q/config.yaml") == "/p/q/.lynx/runs.jsonl"
 
