@@ -10,22 +10,13 @@ import os
 import stat
 import sys
 import time
-import types
 from typing import Callable
 
 from lynx.lazyimport import import_deferring
 
-
-def _import_logging_handlers() -> types.ModuleType:
-    """logging.handlers, without importing socket, pickle and queue for it.
-
-    Only its network and queue handlers use them, never at import time, and Lynx uses neither:
-    importing them was ~2.8 ms of every run's start-up (a third of Lynx's own).
-    """
-    return import_deferring("logging.handlers", ("socket", "pickle", "queue"))
-
-
-_handlers = _import_logging_handlers()
+# logging.handlers without socket, pickle and queue: only its network and queue handlers use them,
+# never at import time, and Lynx uses neither; importing them was ~2.8 ms of every run's start-up.
+_handlers = import_deferring("logging.handlers", ("socket", "pickle", "queue"))
 
 # Linux and the BSDs; elsewhere the buffered file object writes the two pieces.
 WRITEV = hasattr(os, "writev")

@@ -130,6 +130,8 @@ def test_run_ids_sort_by_start_time_and_do_not_repeat():
     assert ledger.new_run_id(t0) < ledger.new_run_id(t0 + 1)
     assert ledger.new_run_id(t0).startswith("20260301T120000-")   # UTC
     assert len({ledger.new_run_id(t0) for _ in range(20)}) == 20
+    assert ledger.default_path(Path("/p/q/config.yaml")) == "/p/q/.lynx/runs.jsonl"
+    assert ledger.default_path("/p/q/config.yaml") == "/p/q/.lynx/runs.jsonl"
 
 
 @pytest.mark.parametrize("seconds", [0.0, 1e-7, 0.4999995, 0.5000005, 1.0000005, 59.9999996, 951782399.9999995,
@@ -146,8 +148,6 @@ def test_iso_utc_matches_datetime_for_many_random_instants():
     for _ in range(20000):
         seconds = rng.uniform(0, 4e9) if rng.random() < 0.5 else rng.randrange(0, 4 * 10**15) / 1e6
         assert ledger.iso_utc(seconds) == datetime.fromtimestamp(seconds, timezone.utc).isoformat(), seconds
-    assert ledger.default_path(Path("/p/q/config.yaml")) == "/p/q/.lynx/runs.jsonl"
-    assert ledger.default_path("/p/q/config.yaml") == "/p/q/.lynx/runs.jsonl"
 
 
 # --- what real runs record ----------------------------------------------------------------------------
