@@ -158,3 +158,51 @@ def test_each_command_parses_as_the_whole_usage_text_would(argv):
     assert parsed[argv[0]] is True
     keys = {name for name in command_options()[argv[0]] if name.startswith("--") or name == "-n"}  # docopt's names
     assert keys <= set(parsed)
+
+
+def test_the_usage_text_is_read_into_each_commands_options_and_their_values():
+    """check_words' spec comes from the usage text: the options each command takes, which take a value,
+    their short spellings and the alternatives that exclude each other."""
+    from lynx.cli import command_options, exclusive_options, short_forms, value_options
+
+    allowed = command_options()
+    assert set(allowed) == {"start", "check", "stop", "status", "history"}
+    assert allowed["stop"] == {"--pid-file", "-y", "--yes", "--timeout", "--debug"}
+    assert allowed["history"] == {"--config-file", "--ledger", "-n", "--debug"}
+    assert allowed["start"] >= {"--config-file", "--log-backup-count", "--background", "--from", "--only"}
+    assert value_options() == {
+        "--config-file": "FILE", "--log-file": "FILE", "--log-level": "LEVEL", "--log-size": "BYTES",
+        "--log-backup-count": "N", "--from": "STEP", "--only": "STEPS", "--pid-file": "PATH", "--ledger": "PATH",
+        "-n": "N", "--next": "N", "--after": "INSTANT", "--timeout": "S"}
+    assert short_forms() == {
+        "--config-file": "-cf", "--log-file": "-lf", "--log-level": "-ll", "--log-size": "-ls",
+        "--log-backup-count": "-lbc", "--non-interactive": "-ni", "--keep-running": "-kr", "--background": "-bg",
+        "--yes": "-y", "--help": "-h"}
+    assert exclusive_options() == [("--from", "--only")]
+
+
+def test_docopt_sees_each_alias_spelled_long_where_it_stands_alone_and_its_own_entry_blanked():
+    from lynx.cli import command_options, docopt_text, exclusive_options, short_forms, value_options
+
+    usage = ("A tool.\n\nUsage:\n"
+             "  lynx start [-cf FILE] [-lbc N] [--from STEP | --only STEPS]\n"
+             "\n"
+             "Options:\n"
+             "  -cf, --config-file FILE    Its config; see -cf, not x-cf, -cfx or -cf-cf [default: a.yaml].\n"
+             "  -lbc, --log-backup-count N  How many.\n"
+             "  --from STEP                From here.\n"
+             "  --only STEPS               Only these.\n")
+    assert docopt_text(usage) == (
+        "A tool.\n\nUsage:\n"
+        "  lynx start [--config-file FILE] [--log-backup-count N] [--from STEP | --only STEPS]\n"
+        "\n"
+        "Options:\n"
+        "       --config-file FILE    Its config; see --config-file, not x-cf, -cfx or -cf-cf [default: a.yaml].\n"
+        "        --log-backup-count N  How many.\n"
+        "  --from STEP                From here.\n"
+        "  --only STEPS               Only these.\n")
+    assert command_options(usage) == {"start": {"--config-file", "--log-backup-count", "--from", "--only"}}
+    assert value_options(usage) == {"--config-file": "FILE", "--log-backup-count": "N", "--from": "STEP",
+                                    "--only": "STEPS"}
+    assert short_forms(usage) == {"--config-file": "-cf", "--log-backup-count": "-lbc"}
+    assert exclusive_options(usage) == [("--from", "--only")]
