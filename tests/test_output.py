@@ -346,17 +346,19 @@ def test_logging_handlers_network_and_queue_handlers_still_work_once_lynx_logfil
     assert out.stdout.strip() == "[] True x True module", out.stderr
 
 
-def test_a_run_once_imports_neither_traceback_nor_datetime_and_logging_still_formats_exceptions(tmp_path,
-                                                                                                write_config):
+def test_a_run_once_imports_no_traceback_datetime_or_json_and_logging_still_formats_exceptions(tmp_path,
+                                                                                                   write_config):
     # logging is imported with traceback stood in for (lazyimport.import_logging); a run's times are
-    # time.time() values. An exception logged after the run still gets its traceback.
+    # time.time() values; the ledger line is written by ledger.to_json. An exception logged after the
+    # run still gets its traceback.
     config = write_config("steps:\n  - command: [{py}, -c, \"print('hi')\"]\n")
     warm = subprocess.run([sys.executable, "-m", "lynx", "check", "-cf", str(config)], capture_output=True,
                           timeout=30, env=lynx_env(), check=False)   # its YAML kept: PyYAML imports datetime
     assert warm.returncode == 0, warm.stderr
     code = ("import sys; from lynx.cli import main; "
             f"code = main(['start', '-cf', {str(config)!r}, '-ni']); "
-            "print(code, sorted({'traceback', 'datetime', 'shlex', 'textwrap'} & set(sys.modules))); import logging; "
+            "print(code, sorted({'traceback', 'datetime', 'shlex', 'textwrap', 'json'} & set(sys.modules))); "
+            "import logging; "
             "exec('try:\\n 1/0\\nexcept ZeroDivisionError:\\n logging.getLogger(\\'t\\').exception(\\'boom\\')'); "
             "print(type(sys.modules['traceback']).__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd=tmp_path,
