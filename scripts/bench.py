@@ -10,7 +10,7 @@ would hide what Lynx itself costs):
     python scripts/bench.py --only startup,idle     # some sections: startup steps fire idle output soak
     python scripts/bench.py --soak                  # also the soak (300 fires, over 5 minutes)
 
-The report (markdown) goes to stdout, progress to stderr; a full run takes about 7 minutes on 2 cores.
+The report (markdown) goes to stdout, progress to stderr; a full run takes about 5 minutes on 2 cores.
 Everything runs in a temporary directory that is removed at the end; every process started leads
 its own process group and is killed on error or timeout. Lynx runs as `sys.executable -m lynx`
 (the `lynx` console script adds the entry-point shim's cost, measured separately); the baseline is
