@@ -213,19 +213,27 @@ def check_words(argv: list[str]) -> None:
         raise UsageError(f"unknown command {command!r} (commands: {', '.join(allowed)})")
     takes_value, shorts = value_options(), short_forms()
     seen: list[str] = []
+    without_value = ""   # the first option given no value: told after any word that is wrong itself
     for name, value in option_words(argv[1:], set(takes_value)):
         if not is_option(name):
             raise UsageError(f"unexpected argument {name!r}")
         if name not in allowed[command]:
             raise UsageError(f"`lynx {command}` has no option {name}")
         long = next((full for full, short in shorts.items() if short == name), name)
+        spelled = f"{shorts[long]}/{long}" if long in shorts else long
         if long in seen:
-            raise UsageError(f"{shorts[long] + '/' if long in shorts else ''}{long} given twice")
+            raise UsageError(f"{spelled} given twice")
         seen.append(long)
+        # docopt would take the option after it as the value: `-lf -ni` logged to a file named
+        # --non-interactive, and ran without -ni.
+        if value is None and long in takes_value and not without_value:
+            without_value = f"{spelled} needs a value ({takes_value[long]})"
         # Not the current directory, as Path("") would be. An empty -lf or --ledger keeps meaning no
         # log file / the default ledger: what a wrapper's unset variable (-lf "$LOG") has always given.
         if value == "" and takes_value.get(long) in ("FILE", "PATH") and long not in ("--log-file", "--ledger"):
             raise UsageError(f"{long}: empty path")
+    if without_value:
+        raise UsageError(without_value)
     for first, second in exclusive_options():
         if first in seen and second in seen:
             raise UsageError(f"{first} and {second} cannot be used together")
@@ -291,8 +299,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parse(argv)
         return run_command(args)
     except LynxError as exc:
-        if debug:
-            raise
+        if debug:   # the traceback, then the same line and exit status as without --debug
+            import traceback
+
+            traceback.print_exc()
         print(f"lynx: error: {exc}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:

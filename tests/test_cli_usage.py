@@ -111,6 +111,51 @@ def test_a_word_like_an_option_after_a_value_option_is_still_checked(run_lynx):
     assert_usage_error(run_lynx("start", "-lf", "-zz"), "`lynx start` has no option -zz")
 
 
+@pytest.mark.parametrize("args, message", [
+    (["-lf", "-ni"], "-lf/--log-file needs a value (FILE)"),
+    (["-ni", "--from", "--only", "a"], "--from needs a value (STEP)"),
+    (["-ni", "-ls"], "-ls/--log-size needs a value (BYTES)"),
+    (["-ni", "--ledger", "--debug=x"], "--ledger needs a value (PATH)"),
+])
+def test_an_option_given_no_value_is_a_usage_error_not_the_next_option_taken_as_it(run_lynx, pipeline, tmp_path,
+                                                                                    args, message):
+    # Before: `-lf -ni` ran without -ni, logging to a file named --non-interactive (docopt takes the
+    # next word, whatever it is, as the value).
+    assert_usage_error(run_lynx("start", "-cf", str(pipeline), *args), message)
+    assert_nothing_ran(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a.py", "b.py", "config.yaml"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["start", "-cf"], "-cf/--config-file needs a value (FILE)"),
+    (["check", "--after", "--json"], "--after needs a value (INSTANT)"),
+    (["stop", "--timeout", "-y"], "--timeout needs a value (S)"),
+    (["history", "-n", "-cf", "x.yaml"], "-n needs a value (N)"),
+])
+def test_each_command_says_which_option_has_no_value(run_lynx, args, message):
+    assert_usage_error(run_lynx(*args), message)
+
+
+def test_a_value_that_starts_with_a_dash_is_given_after_an_equals_sign(run_lynx, pipeline, tmp_path):
+    result = run_lynx("start", "-cf", str(pipeline), "-ni", "-lf=-odd.log")
+    assert result.returncode == 0, result.stderr
+    assert "succeeded" in (tmp_path / "-odd.log").read_text()
+    assert (tmp_path / "b.ran").exists()
+
+
+def test_debug_shows_the_traceback_and_keeps_the_error_line_and_exit_status(run_lynx, pipeline, tmp_path):
+    missing = run_lynx("check", "-cf", "missing.yaml", "--debug")
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("Traceback (most recent call last):")
+    assert missing.stderr.endswith("lynx: error: missing.yaml: config file not found (give another with "
+                                   "--config-file)\n")
+    plain = run_lynx("check", "-cf", "missing.yaml")
+    assert plain.stderr == missing.stderr.splitlines(keepends=True)[-1] and plain.returncode == 2
+    usage = run_lynx("history", "-n", "--debug")   # --debug taken as -n's value: still shown as asked
+    assert usage.returncode == 2 and "Traceback" in usage.stderr
+    assert usage.stderr.endswith("lynx: error: -n needs a value (N)\n")
+
+
 def test_a_huge_log_backup_count_is_refused_before_anything_runs(run_lynx, pipeline, tmp_path):
     # Before: every rotation looped over 10^8 backup names (the standard library's doRollover): a hang.
     result = run_lynx("start", "-cf", str(pipeline), "-ni", "-lf", "rot.log", "-ls", "50", "-lbc", "100000000")
