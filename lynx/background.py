@@ -276,14 +276,16 @@ def spawn_detached(options: StartOptions) -> int:
 
 
 def child_arguments(options: StartOptions) -> list[str]:
-    """`lynx start`'s arguments for the detached child: the same options, without --background."""
-    args = ["--config-file", options.config_file, "--non-interactive", "--log-level", options.log_level,
-            "--log-size", str(options.log_size), "--log-backup-count", str(options.log_backup_count),
-            "--pid-file", options.pid_file]
-    for flag, value in (("--log-file", options.log_file), ("--from", options.start_at),
-                        ("--only", options.only), ("--ledger", options.ledger)):
-        if value:
-            args += [flag, value]
+    """`lynx start`'s arguments for the detached child: the same options, without --background.
+
+    Each value is joined to its option (`--log-file=-x.log`): as a word of its own, a value that
+    starts with '-' would read as an option.
+    """
+    values = (("--config-file", options.config_file), ("--log-level", options.log_level),
+              ("--log-size", str(options.log_size)), ("--log-backup-count", str(options.log_backup_count)),
+              ("--pid-file", options.pid_file), ("--log-file", options.log_file), ("--from", options.start_at),
+              ("--only", options.only), ("--ledger", options.ledger))
+    args = ["--non-interactive", *(f"{flag}={value}" for flag, value in values if value)]
     return args + (["--keep-running"] if options.keep_running else [])
 
 

@@ -382,13 +382,15 @@ def test_the_detached_process_path_gives_the_same_pidfile_and_stop(every_second,
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PYTHONPATH", str(REPO))
+    # The log file's name starts with '-': the child's command line must still read it as the value.
     options = StartOptions(config_file=str(every_second(("append.py", ["--out runs.txt"]))),
-                           log_file=str(tmp_path / "lynx.log"), log_level="INFO", log_size=2097152,
+                           log_file="-lynx.log", log_level="INFO", log_size=2097152,
                            log_backup_count=3, interactive=False, keep_running=False, background=True,
                            pid_file=str(tmp_path / ".lynx_pid.json"))
     pid = reap(background.spawn_detached(options))
     assert json.loads((tmp_path / ".lynx_pid.json").read_text())["pid"] == pid
     wait_for(lambda: lines(tmp_path / "runs.txt") >= 1, timeout=15)
+    assert "step 1/1 'append' started" in (tmp_path / "-lynx.log").read_text()
     stopped = run_lynx("stop", "--yes", timeout=20)
     assert stopped.returncode == 0 and f"stopped (pid {pid})" in stopped.stdout
     assert gone(pid) and not (tmp_path / ".lynx_pid.json").exists()
