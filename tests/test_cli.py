@@ -83,7 +83,7 @@ def test_only_whole_alias_words_are_expanded():
     (["frobnicate"], "unknown command 'frobnicate'"),
     (["start", "-zz"], "`lynx start` has no option -zz"),
     (["start", "--next", "3"], "`lynx start` has no option --next"),
-    (["start", "-ll"], "--log-level requires argument"),
+    (["start", "-ll"], "-ll/--log-level needs a value (LEVEL)"),
     (["start", "-ll", "LOUD"], "--log-level: 'LOUD' is not one of"),
     (["start", "-ls", "big"], "--log-size: 'big' is not a whole number"),
     (["check", "--after", "tomorrow"], "--after: 'tomorrow' is not an ISO-8601 instant"),
