@@ -131,18 +131,20 @@ def _word_char(char: str) -> bool:
 
 
 def _option_entries(text: str) -> list[tuple[str, str, str]]:
-    """(short spelling or "", name, metavar or "") of each option the Options section defines.
+    """(short spelling or "", name, metavar or "") of each option defined after the Usage section.
 
-    An entry is `-y, --yes`, `--from STEP` or `-cf, --config-file FILE`: a line's words up to the
-    two spaces that start its description.
+    An entry is a line's words up to the two spaces that start its description: `-y, --yes`,
+    `--from STEP`, `-cf, --config-file FILE`, `-q --quiet`, `--level=LEVEL`. A metavar is in
+    capitals or <angle brackets>, as docopt has it: a description line starting `-1 means all`
+    defines no value.
     """
     entries = []
-    for line in text.split("\nOptions:\n", 1)[1].split("\n"):
-        spec = line.strip().split("  ", 1)[0]
-        if spec.startswith("-"):
-            short, _, rest = spec.rpartition(", ")
-            name, _, metavar = rest.partition(" ")
-            entries.append((short, name, metavar))
+    for line in usage_patterns(text)[2].split("\n"):
+        words = line.strip().split("  ", 1)[0].replace(",", " ").replace("=", " ").split()
+        names = [word for word in words if word.startswith("-")]
+        if names and words[0] == names[0]:
+            metavars = [word for word in words if word[0] != "-" and (word.isupper() or word[0] == "<")]
+            entries.append((names[0] if len(names) > 1 else "", names[-1], metavars[0] if metavars else ""))
     return entries
 
 
@@ -157,7 +159,7 @@ def command_options(usage: str = USAGE) -> dict[str, set[str]]:
     for pattern in usage_patterns(text)[1]:
         words = pattern.translate(_GROUPING).split()
         if len(words) > 1 and not words[1].startswith("-"):
-            names = {word for word in words if word.startswith("-") and word != "-"}
+            names = {word.split("=", 1)[0] for word in words if word.startswith("-") and word != "-"}
             allowed[words[1]] = names | {pairs.get(name, name) for name in names} | {
                 short for short, long in pairs.items() if long in names}
     return allowed
@@ -174,13 +176,12 @@ def short_forms(usage: str = USAGE) -> dict[str, str]:
 
 
 def exclusive_options(usage: str = USAGE) -> list[tuple[str, str]]:
-    """The pairs the usage patterns offer as alternatives: `[--from STEP | --only STEPS]`."""
+    """Each pair of options the usage patterns offer as alternatives: `[--from STEP | --only STEPS]`."""
     pairs = []
     for pattern in usage_patterns(docopt_text(usage))[1]:
         for group in pattern.split("[")[1:]:
-            alternatives = group.split("]", 1)[0].split("|")
-            if len(alternatives) > 1:
-                pairs.append((alternatives[0].split()[0], alternatives[1].split()[0]))
+            firsts = [words[0] for words in map(str.split, group.split("]", 1)[0].split("|")) if words]
+            pairs += [(first, other) for n, first in enumerate(firsts) for other in firsts[n + 1:]]
     return pairs
 
 
@@ -224,6 +225,8 @@ def check_words(argv: list[str]) -> None:
         if long in seen:
             raise UsageError(f"{spelled} given twice")
         seen.append(long)
+        if value is not None and long not in takes_value:   # `-ni=x`: docopt's message says less
+            raise UsageError(f"{spelled} takes no value")
         # docopt would take the option after it as the value: `-lf -ni` logged to a file named
         # --non-interactive, and ran without -ni.
         if value is None and long in takes_value and not without_value:
@@ -243,12 +246,17 @@ def parse(argv: list[str]) -> dict[str, object]:
     """Parse the command line; raise UsageError with a short message."""
     from docopt import DocoptExit, docopt
 
-    check_words(expand_aliases(argv))
+    words = expand_aliases(argv)
+    check_words(words)
+    # `-n=3` means 3, as check_words read it (and as `-cf=x` means x); docopt would take "=3".
+    takes_value = value_options()
+    words = [word[:2] + word[3:] if word[2:3] == "=" and len(word) > 3 and word[:2] in takes_value else word
+             for word in words]
     try:
         # Only the command's own usage pattern: docopt's work grows with the square of a pattern's
         # parts, and reading all five patterns was ~1.6 ms of every start. The other commands'
         # words and options are not in the result; run_command dispatches on the command's name.
-        return dict(docopt(command_text(argv[0]), expand_aliases(argv), default_help=False))
+        return dict(docopt(command_text(argv[0]), words, default_help=False))
     except DocoptExit as exc:
         raise UsageError(f"{_first_line(str(exc)) or 'bad usage'}; see `lynx --help`") from exc
 

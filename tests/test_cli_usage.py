@@ -115,7 +115,7 @@ def test_a_word_like_an_option_after_a_value_option_is_still_checked(run_lynx):
     (["-lf", "-ni"], "-lf/--log-file needs a value (FILE)"),
     (["-ni", "--from", "--only", "a"], "--from needs a value (STEP)"),
     (["-ni", "-ls"], "-ls/--log-size needs a value (BYTES)"),
-    (["-ni", "--ledger", "--debug=x"], "--ledger needs a value (PATH)"),
+    (["-ni", "--ledger", "-kr"], "--ledger needs a value (PATH)"),
 ])
 def test_an_option_given_no_value_is_a_usage_error_not_the_next_option_taken_as_it(run_lynx, pipeline, tmp_path,
                                                                                     args, message):
@@ -251,3 +251,53 @@ def test_docopt_sees_each_alias_spelled_long_where_it_stands_alone_and_its_own_e
                                     "--only": "STEPS"}
     assert short_forms(usage) == {"--config-file": "-cf", "--log-backup-count": "-lbc"}
     assert exclusive_options(usage) == [("--from", "--only")]
+
+
+def test_the_usage_readers_take_docopts_other_spellings():
+    """A lowercase section title, synonyms without a comma, `--opt=VALUE`, a description line that
+    starts with a dash, three alternatives and an empty one: read as docopt reads them, no crash."""
+    from lynx.cli import command_options, exclusive_options, short_forms, value_options
+
+    usage = ("A tool.\n\nUsage:\n"
+             "  lynx start [-q] [--lvl=LEVEL] [--n N] [--a | --b | --c X] [--d | ]\n"
+             "\n"
+             "options:\n"
+             "  -q --quiet     Say less.\n"
+             "  --lvl=LEVEL    How loud.\n"
+             "  --n N          How many;\n"
+             "                 -1 means all.\n")
+    assert command_options(usage) == {"start": {"-q", "--quiet", "--lvl", "--n", "--a", "--b", "--c", "--d"}}
+    assert value_options(usage) == {"--lvl": "LEVEL", "--n": "N"}
+    assert short_forms(usage) == {"--quiet": "-q"}
+    assert exclusive_options(usage) == [("--a", "--b"), ("--a", "--c"), ("--b", "--c")]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["start", "-ni=x"], "-ni/--non-interactive takes no value"),
+    (["stop", "-y=no"], "-y/--yes takes no value"),
+    (["history", "--debug=1"], "--debug takes no value"),
+])
+def test_a_flag_given_a_value_is_a_usage_error(run_lynx, args, message):
+    assert_usage_error(run_lynx(*args), message)
+
+
+def test_a_one_letter_option_takes_its_value_after_an_equals_sign_too():
+    # `-cf=x` has always meant x; `-n=3` gave docopt "=3" while the checks before it read 3.
+    assert parse(["history", "-n=3"])["-n"] == parse(["history", "-n", "3"])["-n"] == "3"
+    assert parse(["stop", "-y", "--timeout=-1"])["--timeout"] == "-1"
+
+
+def test_the_detached_child_reads_every_option_back_even_values_starting_with_a_dash():
+    from lynx.background import child_arguments
+    from lynx.launch import StartOptions
+
+    options = StartOptions(config_file="-c.yaml", log_file="-l.log", log_level="DEBUG", log_size=10,
+                           log_backup_count=0, interactive=False, keep_running=True, background=True,
+                           pid_file="-p.json", start_at="-s", only=None, ledger="-r.jsonl")
+    parsed = parse(["start", *child_arguments(options)])
+    assert (parsed["--config-file"], parsed["--log-file"], parsed["--pid-file"], parsed["--from"],
+            parsed["--ledger"]) == ("-c.yaml", "-l.log", "-p.json", "-s", "-r.jsonl")
+    assert (parsed["--log-level"], parsed["--log-size"], parsed["--log-backup-count"]) == ("DEBUG", "10", "0")
+    assert parsed["--non-interactive"] and parsed["--keep-running"] and not parsed["--background"]
+    only = parse(["start", *child_arguments(options._replace(start_at=None, only="-a,b"))])
+    assert only["--only"] == "-a,b" and only["--from"] is None
