@@ -67,8 +67,8 @@ def append(path: str | os.PathLike, entry: dict[str, Any]) -> None:
 
 
 def to_json(value: Any) -> str:
-    """json.dumps(value, separators=(",", ":"), default=str), to the character, for what an entry holds:
-    mappings with text keys, lists, text, numbers, booleans and None; anything else as its str()."""
+    """json.dumps(value, separators=(",", ":"), default=str), to the character: mappings, lists and
+    tuples, text, numbers, booleans and None; anything else as its str() (json's `default=str`)."""
     if isinstance(value, str):
         return _quote(value)
     if value is None or value is True or value is False:
@@ -78,10 +78,19 @@ def to_json(value: Any) -> str:
     if isinstance(value, float):
         return float.__repr__(value) if math.isfinite(value) else _NON_FINITE[float.__repr__(value)]
     if isinstance(value, dict):
-        return "{" + ",".join(f"{_quote(key)}:{to_json(item)}" for key, item in value.items()) + "}"
+        return "{" + ",".join(f"{_quote(_key(key))}:{to_json(item)}" for key, item in value.items()) + "}"
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(map(to_json, value)) + "]"
     return _quote(str(value))
+
+
+def _key(key: Any) -> str:
+    """A mapping key as json writes it: text as it is, a number, boolean or None as its JSON text."""
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (int, float)):
+        return to_json(key)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
 
 
 _CONSTANTS = {None: "null", True: "true", False: "false"}

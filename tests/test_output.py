@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import logging
 import os
 import re
@@ -365,6 +366,8 @@ def test_a_run_once_imports_no_traceback_datetime_or_json_and_logging_still_form
                          env=lynx_env(), check=False)
     assert out.stdout.strip().splitlines()[-2:] == ["0 []", "module"], out.stderr
     assert "Traceback (most recent call last)" in out.stderr and "ZeroDivisionError" in out.stderr
+    ledger_lines = (config.parent / ".lynx" / "runs.jsonl").read_text().splitlines()   # written all the same
+    assert json.loads(ledger_lines[-1])["result"] == "ok"
 
 
 @pytest.mark.parametrize("target", ["device", "regular file"])
