@@ -138,7 +138,10 @@ def _option_entries(text: str) -> list[tuple[str, str, str]]:
     capitals or <angle brackets>, as docopt has it: a description line starting `-1 means all`
     defines no value.
     """
-    entries = []
+    entries = _OPTION_ENTRIES.get(text)
+    if entries is not None:
+        return entries
+    entries = _OPTION_ENTRIES[text] = []
     for line in usage_patterns(text)[2].split("\n"):
         words = line.strip().split("  ", 1)[0].replace(",", " ").replace("=", " ").split()
         names = [word for word in words if word.startswith("-")]
@@ -146,6 +149,9 @@ def _option_entries(text: str) -> list[tuple[str, str, str]]:
             metavars = [word for word in words if word[0] != "-" and (word.isupper() or word[0] == "<")]
             entries.append((names[0] if len(names) > 1 else "", names[-1], metavars[0] if metavars else ""))
     return entries
+
+
+_OPTION_ENTRIES: dict[str, list[tuple[str, str, str]]] = {}   # each command line reads them four times
 
 
 _GROUPING = str.maketrans("[]()|", "     ")   # a usage pattern's brackets and bars, to split it into words
